@@ -1,0 +1,44 @@
+"""The only faust.App: settings in, topics created explicitly before anything produces."""
+
+from __future__ import annotations
+
+import faust
+
+from streams.settings import Settings, get_settings
+from streams.topics import ensure_topics
+
+
+class AgentStreamApp(faust.App):
+    async def on_first_start(self) -> None:
+        # Topics first, with their partition counts: auto-created topics break co-partitioning.
+        await ensure_topics(self.agentstream_settings)
+        await super().on_first_start()
+
+
+def create_app(settings: Settings) -> AgentStreamApp:
+    app = AgentStreamApp(
+        settings.app_id,
+        broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")],
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        table_standby_replicas=1,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(0.5, settings.session_timeout_s / 6),
+        broker_rebalance_timeout=max(10.0, settings.session_timeout_s * 3),
+        broker_commit_interval=1.0,
+        producer_linger_ms=5,
+        web_enabled=False,
+        datadir=str(settings.data_dir / "worker"),
+        stream_wait_empty=False,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    app.agentstream_settings = settings  # type: ignore[attr-defined]
+    return app
+
+
+app = create_app(get_settings())

@@ -1,0 +1,22 @@
+"""Faust topic objects for the stages; names come from `topics.py` and settings."""
+
+from __future__ import annotations
+
+from streams import topics as t
+from streams.app import app
+
+_settings = app.agentstream_settings  # type: ignore[attr-defined]
+
+
+def _topic(name: str):
+    return app.topic(_settings.topic(name), key_type=bytes, value_type=bytes)
+
+
+requests = _topic(t.REQUESTS)
+routed = _topic(t.ROUTED)
+executed = _topic(t.EXECUTED)
+responses = _topic(t.RESPONSES)
+escalations = _topic(t.ESCALATIONS)
+human_decisions = _topic(t.HUMAN_DECISIONS)
+deadletter = _topic(t.DEADLETTER)
+traces = _topic(t.TRACES)

@@ -1,0 +1,102 @@
+"""The versioned agents-and-policies file, parsed into frozen dataclasses."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = Path(__file__).parent / "config" / "default.toml"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    price_in_per_1k: float
+    price_out_per_1k: float
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    name: str
+    system_prompt: str
+    model: str  # key into PipelineConfig.models
+    max_tokens: int
+    tools: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    max_input_chars: int = 50_000
+    overlong: str = "truncate"
+    rollout_candidate_percent: int = 0
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    max_steps: int = 8
+    loop_repeats: int = 3
+    llm_timeout_s: float = 30.0
+    llm_attempts: int = 3
+    retry_base_delay_s: float = 0.2
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 30.0
+    tool_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    refund_hold_above: float = 100.0
+    held_tools: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    version: str
+    router: RouterConfig
+    execution: ExecutionConfig
+    policy: PolicyConfig
+    models: dict[str, ModelConfig]
+    domains: dict[str, DomainConfig]
+
+    def model_for(self, key: str) -> ModelConfig:
+        return self.models[key]
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def parse_config(raw: dict[str, Any]) -> PipelineConfig:
+    try:
+        models = {k: ModelConfig(**v) for k, v in raw["models"].items()}
+        domains = {
+            k: DomainConfig(name=k, **{**v, "tools": tuple(v.get("tools", ()))})
+            for k, v in raw["domains"].items()
+        }
+        policy = raw.get("policy", {})
+        cfg = PipelineConfig(
+            version=str(raw["version"]),
+            router=RouterConfig(**raw.get("router", {})),
+            execution=ExecutionConfig(**raw.get("execution", {})),
+            policy=PolicyConfig(
+                refund_hold_above=float(policy.get("refund_hold_above", 100.0)),
+                held_tools=tuple(policy.get("held_tools", ())),
+            ),
+            models=models,
+            domains=domains,
+        )
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"invalid agentstream config: {exc!r}") from exc
+    if cfg.router.overlong not in ("truncate", "reject"):
+        raise ConfigError("router.overlong must be 'truncate' or 'reject'")
+    for d in cfg.domains.values():
+        if d.model not in models:
+            raise ConfigError(f"domain {d.name} uses unknown model {d.model!r}")
+    return cfg
+
+
+def load_config(path: Path | None = None) -> PipelineConfig:
+    with open(path or DEFAULT_CONFIG, "rb") as fh:
+        return parse_config(tomllib.load(fh))

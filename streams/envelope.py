@@ -1,0 +1,54 @@
+"""What every stage does at its edges: decode or dead-letter, publish keyed by session, die loudly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any, TypeVar
+
+from streams import channels
+from streams.codecs import DecodeError, get_codec
+from streams.records import DeadLetter, now_ms
+
+log = logging.getLogger("agentstream")
+T = TypeVar("T")
+
+
+async def publish(topic: Any, record: Any) -> None:
+    """Keyed by session id: one session stays on one partition, in order."""
+    await topic.send(key=record.session_id.encode(), value=get_codec().encode(record))
+
+
+async def dead_letter(event: Any, reason: str) -> None:
+    msg = event.message
+    record = DeadLetter(
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        key=msg.key if isinstance(msg.key, bytes | type(None)) else str(msg.key).encode(),
+        value=msg.value if isinstance(msg.value, bytes) else bytes(msg.value or b""),
+        reason=reason,
+        failed_ms=now_ms(),
+    )
+    await channels.deadletter.send(key=msg.key, value=get_codec().encode(record))
+    log.warning("dead-lettered %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
+
+
+async def decode_or_dead_letter(event: Any, cls: type[T]) -> T | None:
+    value = event.value
+    if not isinstance(value, bytes):
+        await dead_letter(event, f"value is {type(value).__name__}, expected Avro bytes")
+        return None
+    try:
+        return get_codec().decode(value, cls)
+    except DecodeError as exc:
+        await dead_letter(event, f"undecodable {cls.__name__}: {exc}")
+        return None
+
+
+def die(stage: str, exc: BaseException) -> None:
+    """An agent that raises can die silently while the worker looks healthy: end the process."""
+    log.critical("agent %s crashed: %r; stopping the worker", stage, exc, exc_info=exc)
+    sys.stderr.flush()
+    os._exit(70)

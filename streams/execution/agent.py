@@ -1,0 +1,108 @@
+"""Domain-agent wiring: a routed request becomes a recorded task; the runner drives it.
+
+The agent itself never awaits an LLM: it records the task in `sessions` (so the changelog has it
+before the offset is committed) and hands the session to the runner.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams import channels
+from streams import sessions as state
+from streams.app import app
+from streams.envelope import decode_or_dead_letter, die, log, publish
+from streams.execution.runner import TaskRunner
+from streams.records import Executed, Routed, now_ms
+from streams.runtime import pipeline_config, provider, tool_ledger
+from streams.tables import sessions
+
+_settings = app.agentstream_settings  # type: ignore[attr-defined]
+
+
+def _owned(partition: int) -> bool:
+    name = channels.routed.get_topic_name()
+    return any(tp.topic == name and tp.partition == partition for tp in app.assignor.assigned_actives())
+
+
+async def _emit(executed: Executed) -> None:
+    await publish(channels.executed, executed)
+
+
+runner = TaskRunner(
+    sessions=sessions,
+    emit=_emit,
+    provider=provider(),
+    cfg=pipeline_config(),
+    ledger=tool_ledger(),
+    partitions=_settings.partitions,
+    owned=_owned,
+    crash=lambda exc: die("domain-runner", exc),
+)
+
+
+@app.agent(channels.routed, name="domain-agents")
+async def domain_agents(stream):
+    try:
+        async for event in stream.events():
+            routed = await decode_or_dead_letter(event, Routed)
+            if routed is None:
+                continue
+            if routed.domain not in runner.cfg.domains:
+                await _reject_unknown_domain(routed)
+                continue
+            value, fresh = state.enqueue(sessions.get(routed.session_id), _as_dict(routed), now_ms())
+            if fresh:
+                sessions[routed.session_id] = value
+            runner.kick(routed.session_id)
+    except Exception as exc:
+        die("domain-agents", exc)
+
+
+async def _reject_unknown_domain(routed: Routed) -> None:
+    log.error("routed request %s names unknown domain %s", routed.request_id, routed.domain)
+    await _emit(
+        Executed(
+            request_id=routed.request_id,
+            session_id=routed.session_id,
+            user_id=routed.user_id,
+            tenant_id=routed.tenant_id,
+            language=routed.language,
+            domain=routed.domain,
+            model=routed.model,
+            rollout_arm=routed.rollout_arm,
+            config_version=routed.config_version,
+            status="error",
+            answer="",
+            reasons=[f"no domain agent named {routed.domain!r}"],
+            notes=list(routed.notes),
+            steps=[],
+            input_tokens=0,
+            output_tokens=0,
+            llm_calls=0,
+            created_ms=routed.created_ms,
+            executed_ms=now_ms(),
+        )
+    )
+
+
+def _as_dict(routed: Routed) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(routed)
+
+
+@app.timer(interval=1.0)
+async def resume_unfinished() -> None:
+    """After recovery or a takeover, picks up tasks whose runner died with the old owner."""
+    if app.rebalancing or not app.tables.recovery.completed.is_set():
+        return
+    started = runner.resume_all()
+    if started:
+        log.info("resumed %d session(s) with unfinished tasks", started)
+
+
+@app.on_partitions_revoked.connect
+async def _stop_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+    name = channels.routed.get_topic_name()
+    runner.revoke({tp.partition for tp in revoked if tp.topic == name})

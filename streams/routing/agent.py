@@ -1,0 +1,45 @@
+"""Router wiring: requests in; routed requests, or terminal responses, out."""
+
+from __future__ import annotations
+
+from streams import channels
+from streams.app import app
+from streams.envelope import dead_letter, decode_or_dead_letter, die, publish
+from streams.records import Request, Response
+from streams.routing.logic import route, terminal_response
+from streams.runtime import pipeline_config
+from streams.tables import seen
+
+MAX_SEEN = 1000
+
+
+@app.agent(channels.requests, name="router")
+async def router(stream):
+    try:
+        async for event in stream.events():
+            req = await decode_or_dead_letter(event, Request)
+            if req is None:
+                continue
+            await handle(req, event)
+    except Exception as exc:
+        die("router", exc)
+
+
+async def handle(req: Request, event: object) -> None:
+    cfg = pipeline_config()
+    ids: dict[str, str] = dict(seen.get(req.session_id) or {})
+    outcome = ids.get(req.request_id)
+    if outcome == "answered":
+        return  # duplicate of a request the router answered itself
+    try:
+        decision = route(req, cfg)
+    except Exception as exc:
+        await dead_letter(event, f"router failed on request {req.request_id}: {exc!r}")
+        decision = terminal_response(req, "error", f"internal error while routing: {exc}", cfg.version)
+    if outcome is None:
+        ids[req.request_id] = "answered" if isinstance(decision, Response) else "routed"
+        if len(ids) > MAX_SEEN:
+            ids = dict(list(ids.items())[-MAX_SEEN:])
+        seen[req.session_id] = ids
+    # A re-delivered routed request is sent again: the domain agent drops it if it has it.
+    await publish(channels.responses if isinstance(decision, Response) else channels.routed, decision)

@@ -1,0 +1,56 @@
+"""One frozen settings object, read from the environment at the entry point only."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """Connections and worker knobs; agents and policies live in the versioned config file."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENTSTREAM_", frozen=True)
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "AGENTSTREAM_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    # Suffix appended to every topic and the app id so tests and replays stay isolated.
+    namespace: str = ""
+    partitions: int = 4
+    config_file: Path | None = None
+    data_dir: Path = REPO_ROOT / ".data"
+    session_timeout_s: float = 6.0
+    # Demo tools keep their ledger (the "external system") here so a crash cannot hide a double charge.
+    tools_ledger: Path | None = None
+
+    llm_provider: str = "simulator"
+    llm_base_url: str = Field(
+        "", validation_alias=AliasChoices("OPENAI_BASE_URL", "AGENTSTREAM_LLM_BASE_URL")
+    )
+    llm_api_key: SecretStr = Field(
+        SecretStr(""), validation_alias=AliasChoices("OPENAI_API_KEY", "AGENTSTREAM_LLM_API_KEY")
+    )
+    sim_seed: int = 0
+    sim_latency_ms: float = 300.0
+    sim_latency_jitter: float = 0.3
+    sim_rate_limit_rate: float = 0.0
+    sim_timeout_rate: float = 0.0
+    sim_empty_rate: float = 0.0
+
+    @property
+    def app_id(self) -> str:
+        return f"agentstream{self.namespace}"
+
+    def topic(self, name: str) -> str:
+        return f"agentstream{self.namespace}.{name}.v1"
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

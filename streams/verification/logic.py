@@ -1,0 +1,101 @@
+"""The verifier's checks as pure functions: respond, or escalate to a human with the reasons."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from streams.records import Escalation, Executed, Response, now_ms
+
+REFUSAL = re.compile(
+    r"^\s*(i('m| am) (sorry|unable)|i can(no|')t (help|assist)|as an ai\b)", re.IGNORECASE
+)
+PII = {
+    "card number": re.compile(r"\b(?:\d[ -]?){13,16}\b"),
+    "SSN": re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),
+}
+HIGH_STAKES_TOOLS = {"delete_account", "suspend_account", "transfer_account"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    response: Response
+    escalation: Escalation | None
+
+
+def findings(ex: Executed) -> list[str]:
+    """Reasons a human should look at this answer before (or instead of) the user."""
+    if ex.status != "ok":
+        return []
+    reasons: list[str] = []
+    if not ex.answer.strip():
+        reasons.append("empty answer from the model")
+    elif REFUSAL.search(ex.answer):
+        reasons.append("the model refused to answer")
+    for label, pattern in PII.items():
+        if pattern.search(ex.answer):
+            reasons.append(f"possible personal data in the answer ({label})")
+    for step in ex.steps:
+        if step.kind == "tool_call" and step.name in HIGH_STAKES_TOOLS:
+            reasons.append(f"high-stakes action {step.name} was executed")
+    return reasons
+
+
+def verify(ex: Executed) -> Verdict:
+    reasons = list(ex.reasons) + findings(ex)
+    status = ex.status
+    if status == "ok" and reasons:
+        status = "escalated"
+    notes = list(ex.notes)
+    if status == "ok":
+        reason = "answered"
+    elif status == "escalated":
+        reason = "escalated to human review: " + "; ".join(reasons)
+    else:
+        reason = "; ".join(reasons) or status
+    if notes:
+        reason += " (" + "; ".join(notes) + ")"
+    responded = now_ms()
+    answer = ex.answer
+    if status == "escalated":
+        answer = "A member of our team will review your request and get back to you shortly."
+    response = Response(
+        request_id=ex.request_id,
+        session_id=ex.session_id,
+        user_id=ex.user_id,
+        tenant_id=ex.tenant_id,
+        status=status,
+        reason=reason,
+        answer=answer,
+        domain=ex.domain,
+        model=ex.model,
+        language=ex.language,
+        rollout_arm=ex.rollout_arm,
+        config_version=ex.config_version,
+        input_tokens=ex.input_tokens,
+        output_tokens=ex.output_tokens,
+        created_ms=ex.created_ms,
+        responded_ms=responded,
+        latency_ms=float(max(0, responded - ex.created_ms)),
+    )
+    escalation = None
+    if status == "escalated":
+        held = next((s for s in ex.steps if s.kind == "hold"), None)
+        escalation = Escalation(
+            request_id=ex.request_id,
+            session_id=ex.session_id,
+            user_id=ex.user_id,
+            tenant_id=ex.tenant_id,
+            domain=ex.domain,
+            reasons=reasons,
+            draft_answer=ex.answer,
+            held_action=(
+                json.dumps({"tool": held.name, "arguments": json.loads(held.arguments or "{}")})
+                if held
+                else ""
+            ),
+            created_ms=ex.created_ms,
+            escalated_ms=responded,
+        )
+    return Verdict(response, escalation)

@@ -1,0 +1,8 @@
+"""Composes the stages into one worker: importing this registers every agent on the app."""
+
+from streams.app import app
+from streams.execution import agent as execution_agent
+from streams.routing import agent as routing_agent
+from streams.verification import agent as verification_agent
+
+__all__ = ["app", "execution_agent", "routing_agent", "verification_agent"]

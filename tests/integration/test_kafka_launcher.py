@@ -1,0 +1,55 @@
+"""The local broker launcher must be idempotent: `agentstream kafka up` is run by CI, by
+developers and by tests, and a second call has to reuse the running broker, not start one."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+LAUNCHER_PATH = Path(__file__).resolve().parents[2] / "infra" / "kafka" / "launcher.py"
+
+
+def _load_launcher() -> ModuleType:
+    """Load by path, exactly as the CLI does (infra/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("agentstream_kafka_launcher", LAUNCHER_PATH)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_up_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
+    launcher = _load_launcher()
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    before = launcher.status()
+    if external and not (before["running"] and before["bootstrap"] == external):
+        pytest.skip(f"broker {external} was not started by infra/kafka/launcher.py")
+    port = int(external.rsplit(":", 1)[1]) if external else launcher.default_port()
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+
+    first = launcher.up(port=port)  # starts the broker only if CI did not
+    try:
+        pid = launcher.status()["pid"]
+        started = time.monotonic()
+        second = launcher.up(port=port)
+        elapsed = time.monotonic() - started
+
+        assert second == first == f"127.0.0.1:{port}"
+        assert elapsed < 5, f"second up() took {elapsed:.1f}s; it should reuse the broker"
+        info = launcher.status()
+        assert info["running"] and info["ready"]
+        assert info["pid"] == pid
+        assert info["bootstrap"] == first
+        assert launcher.probe("127.0.0.1", port)
+    finally:
+        if not before["running"]:
+            launcher.down()  # leave the machine as we found it

@@ -1,0 +1,105 @@
+import json
+
+from streams.config import load_config
+from streams.execution.breaker import CircuitBreaker
+from streams.execution.logic import CallLLM, Finish, RunTool, idempotency_key, plan_next
+from streams.execution.policy import hold_reason
+from streams.llm.base import ToolCall
+
+CFG = load_config()
+
+
+def llm(index: int, content: str = "", calls: list[dict] | None = None, status: str = "ok") -> dict:
+    result = json.dumps({"content": content, "tool_calls": calls or []})
+    return {"index": index, "kind": "llm_call", "name": "m", "arguments": "", "result": result,
+            "idempotency_key": "", "input_tokens": 1, "output_tokens": 1, "latency_ms": 1.0,
+            "status": status}
+
+
+def tool(index: int, name: str, args: dict, call_id: str, status: str = "done") -> list[dict]:
+    a = json.dumps(args, sort_keys=True, separators=(",", ":"))
+    call = {"index": index, "kind": "tool_call", "name": name, "arguments": a, "result": call_id,
+            "idempotency_key": "k", "input_tokens": 0, "output_tokens": 0, "latency_ms": 0.0,
+            "status": status}
+    res = {**call, "index": index + 1, "kind": "tool_result", "name": call_id, "arguments": "",
+           "result": "{}", "status": "ok"}
+    return [call, res] if status == "done" else [call]
+
+
+def plan(steps: list[dict]):
+    return plan_next("req-1", steps, CFG.execution, CFG.policy)
+
+
+def test_first_step_is_an_llm_call_and_a_final_answer_finishes() -> None:
+    assert plan([]) == CallLLM(0)
+    fin = plan([llm(0, "hello")])
+    assert isinstance(fin, Finish) and fin.status == "ok" and fin.answer == "hello"
+
+
+def test_small_refund_runs_large_refund_is_held() -> None:
+    small = plan([llm(0, calls=[{"id": "c1", "name": "issue_refund", "arguments": {"order_id": "1234", "amount": 40}}])])
+    assert isinstance(small, RunTool) and small.call.name == "issue_refund" and small.index == 1
+    big = plan([llm(0, calls=[{"id": "c1", "name": "issue_refund", "arguments": {"order_id": "77", "amount": 250}}])])
+    assert isinstance(big, Finish) and big.status == "escalated"
+    assert "$250.00" in big.reasons[0] and big.hold and big.hold["kind"] == "hold"
+
+
+def test_account_actions_are_held() -> None:
+    assert hold_reason("delete_account", {}, CFG.policy)
+    assert hold_reason("lookup_order", {"order_id": "1"}, CFG.policy) is None
+    assert hold_reason("lookup_order", {"ssn": "x"}, CFG.policy)
+
+
+def test_after_tool_result_the_model_is_called_again() -> None:
+    calls = [{"id": "c1", "name": "lookup_order", "arguments": {"order_id": "1"}}]
+    steps = [llm(0, calls=calls), *tool(1, "lookup_order", {"order_id": "1"}, "c1")]
+    assert plan(steps) == CallLLM(3)
+
+
+def test_a_started_tool_call_resumes_with_the_same_key() -> None:
+    calls = [{"id": "c1", "name": "issue_refund", "arguments": {"order_id": "1234", "amount": 40}}]
+    steps = [llm(0, calls=calls), *tool(1, "issue_refund", calls[0]["arguments"], "c1", status="started")]
+    again = plan(steps)
+    assert isinstance(again, RunTool) and again.index == 1
+    assert again.idempotency_key == idempotency_key("req-1", 1, ToolCall("c1", "issue_refund", calls[0]["arguments"]))
+
+
+def test_loop_detector_stops_the_third_identical_call() -> None:
+    call = {"id": "c", "name": "lookup_order", "arguments": {"order_id": "1"}}
+    steps = [llm(0, calls=[call]), *tool(1, "lookup_order", {"order_id": "1"}, "c"),
+             llm(3, calls=[{**call, "id": "d"}]), *tool(4, "lookup_order", {"order_id": "1"}, "d"),
+             llm(6, calls=[{**call, "id": "e"}])]
+    fin = plan(steps)
+    assert isinstance(fin, Finish) and fin.status == "escalated" and "loop detected" in fin.reasons[0]
+
+
+def test_step_limit_ends_with_error() -> None:
+    steps = []
+    for i in range(3):
+        steps += [llm(len(steps), calls=[{"id": f"c{i}", "name": "lookup_order", "arguments": {"order_id": str(i)}}])]
+        steps += tool(len(steps), "lookup_order", {"order_id": str(i)}, f"c{i}")
+    steps += [llm(len(steps), calls=[{"id": "z", "name": "lookup_order", "arguments": {"order_id": "9"}}])]
+    fin = plan(steps)
+    assert isinstance(fin, Finish) and fin.status == "error" and "step limit" in fin.reasons[0]
+
+
+def test_failed_llm_step_finishes_with_its_status() -> None:
+    fin = plan([llm(0, status="degraded") | {"result": "rate limited"}])
+    assert isinstance(fin, Finish) and fin.status == "degraded"
+
+
+def test_circuit_breaker_opens_and_half_opens() -> None:
+    now = [0.0]
+    b = CircuitBreaker(failure_threshold=2, cooldown_s=10, clock=lambda: now[0])
+    b.record_failure()
+    assert b.allow()
+    b.record_failure()
+    assert b.state == "open" and not b.allow()
+    now[0] = 11
+    assert b.allow() and b.state == "half_open"
+    b.record_failure()
+    assert b.state == "open" and b.trips == 2
+    now[0] = 22
+    assert b.allow()
+    b.record_success()
+    assert b.state == "closed"
