@@ -16,6 +16,7 @@ class AgentStreamApp(faust.App):
 
 
 def create_app(settings: Settings) -> AgentStreamApp:
+    (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     app = AgentStreamApp(
         settings.app_id,
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")],

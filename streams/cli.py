@@ -27,6 +27,11 @@ from streams.records import ContextMessage, Response
 from streams.settings import REPO_ROOT
 from streams.worker import app
 
+from faust.cli.faust import cli as faust_cli
+
+# Faust ships a `send` for raw values; ours publishes a request and waits for its answer.
+faust_cli.commands.pop("send", None)
+
 console = Console()
 settings = app.agentstream_settings  # type: ignore[attr-defined]
 

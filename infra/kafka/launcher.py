@@ -115,6 +115,27 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def _cmdline(pid: int) -> list[bytes] | None:
+    """argv of ``pid`` from procfs; None if the process is gone or a zombie.
+
+    /proc/PID/cmdline is briefly empty while a process is exec'ing (seen right after the JVM
+    starts), so an empty read is retried before it counts as "not a JVM".
+    """
+    proc = Path(f"/proc/{pid}")
+    for _ in range(40):
+        try:
+            stat = (proc / "stat").read_text()
+            if stat[stat.rindex(")") + 2] in "ZX":
+                return None
+            raw = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            return None
+        if raw:
+            return raw.split(b"\0")
+        time.sleep(0.025)
+    return []
+
+
 def _is_our_broker(pid: int | None, layout: _Layout) -> bool:
     """True if ``pid`` is alive and is the ``kafka.Kafka`` JVM for this data dir.
 
@@ -125,18 +146,12 @@ def _is_our_broker(pid: int | None, layout: _Layout) -> bool:
     _reap(pid)
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         return False
-    except PermissionError:
-        return False
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if not cmdline.parent.exists():  # no procfs (macOS): trust the pid file
+    if not Path("/proc/self").exists():  # no procfs (macOS): trust the pid file
         return True
-    try:
-        args = cmdline.read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"kafka.Kafka" in args and str(layout.server_properties).encode() in args
+    args = _cmdline(pid)
+    return bool(args) and b"kafka.Kafka" in args and str(layout.server_properties).encode() in args
 
 
 def _wait_exit(pid: int, timeout_s: float) -> None:
@@ -452,7 +467,11 @@ def _wait_ready(layout: _Layout, pid: int | None, port: int, timeout_s: float, l
             raise _failure(layout, f"Kafka broker exited during startup (pid {pid})")
         now = time.monotonic()
         if now - started > timeout_s:
-            raise _failure(layout, f"Kafka broker not ready after {timeout_s:.0f}s (pid {pid})")
+            raise _failure(
+                layout,
+                f"Kafka broker not ready after {timeout_s:.0f}s "
+                f"(pid {pid} left running: `up` again to keep waiting, `down` to stop it)",
+            )
         if now >= next_note:
             log(f"kafka: still starting ({now - started:.0f}s)...")
             next_note = now + 10

@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
 from streams import sessions as state
 from streams.config import PipelineConfig
 from streams.execution.breaker import BreakerBoard
@@ -33,6 +31,7 @@ from streams.execution.logic import (
 from streams.execution.tools import DEMO_TOOLS, ToolLedger, tools_for
 from streams.llm.base import ChatRequest, LLMError, Provider
 from streams.llm.retry import call_with_retries_outcome
+from streams.partitioning import partition_for
 from streams.records import Executed, Step, now_ms
 
 log = logging.getLogger(__name__)
@@ -41,11 +40,6 @@ FALLBACK_ANSWER = (
     "Sorry, our assistant is temporarily unavailable. Your request is saved and a person will "
     "follow up shortly."
 )
-
-
-def partition_for(session_id: str, partitions: int) -> int:
-    """The partition aiokafka's default partitioner picks for this key (murmur2, like Java's)."""
-    return (murmur2(session_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 def llm_step(index: int, model: str) -> dict[str, Any]:

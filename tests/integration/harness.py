@@ -1,0 +1,187 @@
+"""Real worker processes against the real broker, each test in its own namespace."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streams.client import AgentStreamClient
+from streams.codecs import get_codec
+from streams.records import Response
+from streams.settings import REPO_ROOT, Settings
+from streams.topics import ensure_topics
+
+READY = re.compile(r"\[\^Worker\]: Ready")
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no commit, no goodbye to the group."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@dataclass
+class Pipeline:
+    bootstrap: str
+    tmp: Path
+    env_extra: dict[str, str] = field(default_factory=dict)
+    namespace: str = field(default_factory=lambda: f"-t{uuid.uuid4().hex[:10]}")
+    workers: list[Worker] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(
+            kafka_bootstrap_servers=self.bootstrap, namespace=self.namespace, data_dir=self.tmp
+        )
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.tmp / "tools-ledger.jsonl"
+
+    def env(self) -> dict[str, str]:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("AGENTSTREAM_")
+        }
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "AGENTSTREAM_NAMESPACE": self.namespace,
+                "AGENTSTREAM_DATA_DIR": str(self.tmp),
+                "AGENTSTREAM_TOOLS_LEDGER": str(self.ledger_path),
+                "AGENTSTREAM_SESSION_TIMEOUT_S": "6",
+                "AGENTSTREAM_SIM_LATENCY_MS": "50",
+                **self.env_extra,
+            }
+        )
+        return env
+
+    async def create_topics(self) -> None:
+        await ensure_topics(self.settings)
+
+    def start_worker(self) -> Worker:
+        n = len(self.workers)
+        log_path = self.tmp / f"worker-{n}.log"
+        with open(log_path, "wb") as fh:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker", "-l", "info"],
+                env=self.env(),
+                cwd=REPO_ROOT,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
+        worker = Worker(proc, log_path)
+        self.workers.append(worker)
+        return worker
+
+    async def wait_ready(self, worker: Worker, timeout_s: float = 90) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            if worker.proc.poll() is not None:
+                raise AssertionError(f"worker exited {worker.proc.returncode}:\n{worker.log()[-4000:]}")
+            if READY.search(worker.log()):
+                return time.monotonic() - started
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"worker not ready in {timeout_s}s:\n{worker.log()[-4000:]}")
+
+    def client(self) -> AgentStreamClient:
+        return AgentStreamClient.from_settings(self.settings)
+
+    def stop_all(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+    async def produce_raw(self, topic: str, items: Iterable[tuple[bytes | None, bytes]]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
+        await producer.start()
+        try:
+            for key, value in items:
+                await producer.send_and_wait(topic, value, key=key)
+        finally:
+            await producer.stop()
+
+    async def read_topic(self, short_name: str, timeout_s: float = 10.0) -> list[Any]:
+        """Every record currently on a topic, from the beginning (all partitions)."""
+        name = self.settings.topic(short_name) if "." not in short_name else short_name
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            parts = consumer.partitions_for_topic(name)
+            if parts is None:
+                await consumer._client.force_metadata_update()  # noqa: SLF001
+                parts = consumer.partitions_for_topic(name) or set()
+            tps = [TopicPartition(name, p) for p in parts]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            out = []
+            deadline = time.monotonic() + timeout_s
+            while any(await consumer.position(tp) < ends[tp] for tp in tps):
+                assert time.monotonic() < deadline, f"timed out reading {name}"
+                for msgs in (await consumer.getmany(timeout_ms=300)).values():
+                    out.extend(msgs)
+            return out
+        finally:
+            await consumer.stop()
+
+    async def responses(self) -> list[Response]:
+        return [get_codec().decode(m.value, Response) for m in await self.read_topic("responses")]
+
+    async def wait_responses(self, request_ids: set[str], timeout_s: float) -> list[Response]:
+        """All responses on the topic once every id in `request_ids` has one."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            got = await self.responses()
+            if request_ids <= {r.request_id for r in got}:
+                return got
+            if time.monotonic() > deadline:
+                missing = request_ids - {r.request_id for r in got}
+                logs = "\n".join(w.log()[-3000:] for w in self.workers)
+                raise AssertionError(f"{len(missing)} request(s) unanswered: {sorted(missing)[:5]}\n{logs}")
+            await asyncio.sleep(0.5)
+
+    async def sessions_changelog(self) -> dict[str, Any]:
+        """Latest value per key of the sessions changelog: what a rebuilt table must equal."""
+        latest: dict[str, Any] = {}
+        for m in await self.read_topic(f"{self.settings.app_id}-sessions-changelog"):
+            key = m.key.decode()
+            if m.value is None:
+                latest.pop(key, None)
+            else:
+                latest[key] = json.loads(m.value)
+        return latest
+
+    def ledger(self) -> list[dict[str, Any]]:
+        if not self.ledger_path.exists():
+            return []
+        return [json.loads(line) for line in self.ledger_path.read_text().splitlines() if line]
