@@ -16,7 +16,6 @@ from types import ModuleType
 from typing import Any
 
 import click
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.cli import AppCommand, argument, option
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,6 +24,7 @@ from rich.table import Table
 from streams.client import AgentStreamClient, ResponseTimeout
 from streams.records import ContextMessage, Response
 from streams.settings import REPO_ROOT
+from streams.topic_reader import read_all
 from streams.worker import app
 
 from faust.cli.faust import cli as faust_cli
@@ -91,33 +91,14 @@ async def send(
     _print_response(resp, as_json)
 
 
-async def read_session(session_id: str, timeout_s: float = 10.0) -> dict[str, Any] | None:
+async def read_session(session_id: str) -> dict[str, Any] | None:
     """The latest value of one key in the sessions changelog: works with or without a worker."""
-    topic = f"{settings.app_id}-sessions-changelog"
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        if not tps:
-            return None
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        key = session_id.encode()
-        latest: dict[str, Any] | None = None
-        deadline = time.monotonic() + timeout_s
-        while any(await consumer.position(tp) < ends[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise click.ClickException(f"timed out reading {topic}")
-            batch = await consumer.getmany(timeout_ms=500)
-            for msgs in batch.values():
-                for m in msgs:
-                    if m.key == key:
-                        latest = json.loads(m.value) if m.value else None
-        return latest
-    finally:
-        await consumer.stop()
+    latest: dict[str, Any] | None = None
+    key = json.dumps(session_id).encode()  # faust writes table keys as JSON
+    for m in await read_all(settings.kafka_bootstrap_servers, f"{settings.app_id}-sessions-changelog"):
+        if m.key == key:
+            latest = json.loads(m.value) if m.value else None
+    return latest
 
 
 @app.command(argument("session_id"))
@@ -175,7 +156,7 @@ async def demo(self: AppCommand, timeout_s: float) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log_file:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "-l", "warning"],
+            [sys.executable, "-m", "streams.cli", "worker", "-l", "info", "--without-web"],
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,

@@ -14,7 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 class Settings(BaseSettings):
     """Connections and worker knobs; agents and policies live in the versioned config file."""
 
-    model_config = SettingsConfigDict(env_prefix="AGENTSTREAM_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="AGENTSTREAM_", frozen=True, populate_by_name=True)
 
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092",

@@ -6,6 +6,9 @@ before the offset is committed) and hands the session to the runner.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from typing import Any
 
 from streams import channels
@@ -18,6 +21,7 @@ from streams.runtime import pipeline_config, provider, tool_ledger
 from streams.tables import sessions
 
 _settings = app.agentstream_settings  # type: ignore[attr-defined]
+_started = time.monotonic()
 
 
 def _owned(partition: int) -> bool:
@@ -92,11 +96,23 @@ def _as_dict(routed: Routed) -> dict[str, Any]:
     return asdict(routed)
 
 
-@app.timer(interval=1.0)
+def table_digest(table: Any) -> str:
+    """A fingerprint of a table's contents, logged after recovery so tests can compare states."""
+    body = json.dumps(sorted((k, v) for k, v in table.items()), sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+@app.timer(interval=0.5)
 async def resume_unfinished() -> None:
     """After recovery or a takeover, picks up tasks whose runner died with the old owner."""
     if app.rebalancing or not app.tables.recovery.completed.is_set():
         return
+    if not runner.recovered:
+        runner.recovered = True
+        log.warning(
+            "sessions table rebuilt: keys=%d digest=%s after %.2fs",
+            len(sessions), table_digest(sessions), time.monotonic() - _started,
+        )
     started = runner.resume_all()
     if started:
         log.info("resumed %d session(s) with unfinished tasks", started)

@@ -71,6 +71,7 @@ class TaskRunner:
     crash: Callable[[BaseException], None]  # makes a runner bug end the worker loudly
     inflight: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     breakers: BreakerBoard = field(init=False)
+    recovered: bool = False  # first recovery logged
 
     def __post_init__(self) -> None:
         ex = self.cfg.execution

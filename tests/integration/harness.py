@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from streams.client import AgentStreamClient
 from streams.codecs import get_codec
 from streams.records import Response
 from streams.settings import REPO_ROOT, Settings
+from streams.topic_reader import read_all
 from streams.topics import ensure_topics
 
 READY = re.compile(r"\[\^Worker\]: Ready")
@@ -94,7 +95,7 @@ class Pipeline:
         log_path = self.tmp / f"worker-{n}.log"
         with open(log_path, "wb") as fh:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", "-l", "info"],
+                [sys.executable, "-m", "streams.cli", "worker", "-l", "info", "--without-web"],
                 env=self.env(),
                 cwd=REPO_ROOT,
                 stdout=fh,
@@ -130,29 +131,10 @@ class Pipeline:
         finally:
             await producer.stop()
 
-    async def read_topic(self, short_name: str, timeout_s: float = 10.0) -> list[Any]:
+    async def read_topic(self, short_name: str) -> list[Any]:
         """Every record currently on a topic, from the beginning (all partitions)."""
         name = self.settings.topic(short_name) if "." not in short_name else short_name
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            parts = consumer.partitions_for_topic(name)
-            if parts is None:
-                await consumer._client.force_metadata_update()  # noqa: SLF001
-                parts = consumer.partitions_for_topic(name) or set()
-            tps = [TopicPartition(name, p) for p in parts]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            out = []
-            deadline = time.monotonic() + timeout_s
-            while any(await consumer.position(tp) < ends[tp] for tp in tps):
-                assert time.monotonic() < deadline, f"timed out reading {name}"
-                for msgs in (await consumer.getmany(timeout_ms=300)).values():
-                    out.extend(msgs)
-            return out
-        finally:
-            await consumer.stop()
+        return await read_all(self.bootstrap, name)
 
     async def responses(self) -> list[Response]:
         return [get_codec().decode(m.value, Response) for m in await self.read_topic("responses")]
@@ -174,7 +156,7 @@ class Pipeline:
         """Latest value per key of the sessions changelog: what a rebuilt table must equal."""
         latest: dict[str, Any] = {}
         for m in await self.read_topic(f"{self.settings.app_id}-sessions-changelog"):
-            key = m.key.decode()
+            key = json.loads(m.key)
             if m.value is None:
                 latest.pop(key, None)
             else:
