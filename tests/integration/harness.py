@@ -133,8 +133,7 @@ class Pipeline:
 
     async def read_topic(self, short_name: str) -> list[Any]:
         """Every record currently on a topic, from the beginning (all partitions)."""
-        name = self.settings.topic(short_name) if "." not in short_name else short_name
-        return await read_all(self.bootstrap, name)
+        return await read_all(self.bootstrap, self.settings.topic(short_name))
 
     async def responses(self) -> list[Response]:
         return [get_codec().decode(m.value, Response) for m in await self.read_topic("responses")]
@@ -155,7 +154,7 @@ class Pipeline:
     async def sessions_changelog(self) -> dict[str, Any]:
         """Latest value per key of the sessions changelog: what a rebuilt table must equal."""
         latest: dict[str, Any] = {}
-        for m in await self.read_topic(f"{self.settings.app_id}-sessions-changelog"):
+        for m in await read_all(self.bootstrap, f"{self.settings.app_id}-sessions-changelog"):
             key = json.loads(m.key)
             if m.value is None:
                 latest.pop(key, None)

@@ -1,0 +1,127 @@
+"""SIGKILL a worker mid-flight: state rebuilt from the changelog, nothing lost, tools run once."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import json
+import re
+import time
+
+from tests.integration.harness import Pipeline
+
+DIGEST = re.compile(r"sessions table rebuilt: keys=(\d+) digest=(\w+) after ([\d.]+)s")
+
+
+def digest(state: dict) -> str:
+    body = json.dumps(sorted(state.items()), sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+async def wait_rebuilt(pipeline: Pipeline, worker, timeout_s: float = 90) -> tuple[int, str, float]:  # noqa: ANN001
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        m = DIGEST.search(worker.log())
+        if m:
+            return int(m.group(1)), m.group(2), float(m.group(3))
+        assert worker.proc.poll() is None, worker.log()[-3000:]
+        await asyncio.sleep(0.2)
+    raise AssertionError("table never rebuilt:\n" + worker.log()[-3000:])
+
+
+async def test_session_state_survives_sigkill_and_sessions_continue(pipeline: Pipeline) -> None:
+    first = pipeline.start_worker()
+    await pipeline.wait_ready(first)
+    sessions = [f"crash-s{i}" for i in range(6)]
+    texts = ["Where is my order 1234?", "Please refund $40 for order 1234", "Is the dashboard down?"]
+    async with pipeline.client() as client:
+        for text in texts:
+            reqs = [await client.send(f"{text}", session_id=s, user_id=f"u-{s}") for s in sessions]
+            for r in reqs:
+                assert (await client.response(r.request_id, 60)).status == "ok"
+    # Give the runner's last table writes time to reach the changelog before the kill.
+    await asyncio.sleep(1.5)
+    before = await pipeline.sessions_changelog()
+    assert set(before) == set(sessions)
+    assert all(len(s["history"]) == 3 and not s["queue"] for s in before.values())
+    refund_steps = [st["kind"] for st in before["crash-s0"]["history"][1]["steps"]]
+    assert refund_steps == ["llm_call", "tool_call", "tool_result", "llm_call"]
+    first.kill()
+
+    second = pipeline.start_worker()
+    keys, rebuilt_digest, _ = await wait_rebuilt(pipeline, second)
+    assert keys == len(sessions)
+    assert rebuilt_digest == digest(before), "rebuilt table differs from the state before the kill"
+    await pipeline.wait_ready(second)
+    async with pipeline.client() as client:
+        follow = [await client.send("Thanks, where is order 1?", session_id=s, user_id=f"u-{s}") for s in sessions]
+        for r in follow:
+            assert (await client.response(r.request_id, 90)).status == "ok"
+    await asyncio.sleep(1.5)
+    after = await pipeline.sessions_changelog()
+    for s in sessions:
+        assert after[s]["history"][:3] == before[s]["history"], "old steps kept exactly"
+        assert len(after[s]["history"]) == 4
+        convo = [m["content"] for m in after[s]["conversation"] if m["role"] == "user"]
+        assert convo == [*texts, "Thanks, where is order 1?"]
+
+
+async def test_nothing_in_flight_is_lost_on_sigkill(pipeline: Pipeline) -> None:
+    """200 requests with ~2 s LLM latency in flight; SIGKILL; restart; one response each."""
+    pipeline.env_extra["AGENTSTREAM_SIM_LATENCY_MS"] = "2000"
+    first = pipeline.start_worker()
+    await pipeline.wait_ready(first)
+    async with pipeline.client() as client:
+        ids = set()
+        for i in range(200):
+            req = await client.send("What are your opening hours?", session_id=f"fl-{i % 50}", user_id=f"u{i}")
+            ids.add(req.request_id)
+    # Wait until the worker has taken most of them in, then kill it with calls in flight.
+    await asyncio.sleep(2.5)
+    answered_before = {r.request_id for r in await pipeline.responses()}
+    first.kill()
+    assert len(answered_before) < len(ids), "the kill must land while requests are in flight"
+    second = pipeline.start_worker()
+    await pipeline.wait_ready(second)
+    responses = await pipeline.wait_responses(ids, timeout_s=180)
+    counts = collections.Counter(r.request_id for r in responses)
+    assert set(counts) == ids
+    assert max(counts.values()) == 1, f"duplicates: {[k for k, v in counts.items() if v > 1][:5]}"
+    assert all(r.status == "ok" for r in responses)
+
+
+async def test_tasks_resume_at_their_last_step_and_tools_run_once(pipeline: Pipeline) -> None:
+    pipeline.env_extra["AGENTSTREAM_SIM_LATENCY_MS"] = "1500"
+    first = pipeline.start_worker()
+    await pipeline.wait_ready(first)
+    n = 20
+    async with pipeline.client() as client:
+        ids = set()
+        for i in range(n):
+            text = f"Check order 1234 and refund ${10 + i} for order 1234"
+            ids.add((await client.send(text, session_id=f"tool-{i}", user_id=f"u{i}")).request_id)
+    # Mid-task: the first LLM call (1.5 s) is done and tools have started for some tasks.
+    await asyncio.sleep(4.0)
+    mid = await pipeline.sessions_changelog()
+    in_progress = [s for s in mid.values() if s["queue"] and s["queue"][0]["steps"]]
+    first.kill()
+    assert in_progress, "the kill must land mid-task"
+    second = pipeline.start_worker()
+    await pipeline.wait_ready(second)
+    responses = await pipeline.wait_responses(ids, timeout_s=180)
+    assert sorted(r.status for r in responses) == ["ok"] * n
+    final = await pipeline.sessions_changelog()
+    for sid, s in mid.items():
+        if s["queue"] and s["queue"][0]["steps"]:
+            done = final[sid]["history"][-1]["steps"]
+            before = s["queue"][0]["steps"]
+            # Resumed from the last recorded step: every step recorded before the kill is kept.
+            assert done[: len(before) - 1] == before[:-1]
+    ledger = pipeline.ledger()
+    keys = collections.Counter(e["key"] for e in ledger)
+    assert max(keys.values()) == 1
+    refunds = sorted(e["arguments"]["amount"] for e in ledger if e["tool"] == "issue_refund")
+    assert refunds == [float(10 + i) for i in range(n)], "each refund executed exactly once"
+    lookups = [e for e in ledger if e["tool"] == "lookup_order"]
+    assert len(lookups) == n
