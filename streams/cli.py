@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 from faust.cli import AppCommand, argument, option
+from faust.cli.faust import cli as faust_cli
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -27,12 +28,10 @@ from streams.settings import REPO_ROOT
 from streams.topic_reader import read_all
 from streams.worker import app
 
-from faust.cli.faust import cli as faust_cli
-
 # Faust ships a `send` for raw values; ours publishes a request and waits for its answer.
 faust_cli.commands.pop("send", None)
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 140)
 settings = app.agentstream_settings  # type: ignore[attr-defined]
 
 
@@ -222,15 +221,16 @@ async def _run_script(timeout_s: float, worker: subprocess.Popen[bytes]) -> list
 
 def _print_table(rows: list[tuple[str, Response | None]]) -> None:
     table = Table(title="agentstream demo", show_lines=False)
-    for col in ("request", "domain", "status", "latency", "reason / answer"):
-        table.add_column(col, overflow="fold")
+    for col in ("request", "domain", "status", "latency"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("reason / answer", overflow="fold")
     for text, resp in rows:
-        short = (text.strip()[:48] + "…") if len(text.strip()) > 48 else (text.strip() or "(empty)")
+        short = (text.strip()[:36] + "…") if len(text.strip()) > 36 else (text.strip() or "(empty)")
         if resp is None:
             table.add_row(short, "", "[red]no response", "", "")
             continue
         detail = resp.reason if resp.status != "ok" else resp.answer
-        table.add_row(short, resp.domain, resp.status, f"{resp.latency_ms:.0f} ms", detail[:160])
+        table.add_row(short, resp.domain, resp.status, f"{resp.latency_ms:.0f} ms", detail[:110])
     console.print(table)
 
 

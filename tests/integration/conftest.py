@@ -13,7 +13,7 @@ from streams.settings import REPO_ROOT
 from tests.integration.harness import Pipeline
 
 
-def _launcher():  # noqa: ANN202
+def _launcher():
     spec = importlib.util.spec_from_file_location("launcher", REPO_ROOT / "infra/kafka/launcher.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)

@@ -19,7 +19,7 @@ def digest(state: dict) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
-async def wait_rebuilt(pipeline: Pipeline, worker, timeout_s: float = 90) -> tuple[int, str, float]:  # noqa: ANN001
+async def wait_rebuilt(pipeline: Pipeline, worker, timeout_s: float = 90) -> tuple[int, str, float]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         m = DIGEST.search(worker.log())

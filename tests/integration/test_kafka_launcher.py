@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
 
@@ -39,12 +38,9 @@ def test_up_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
     first = launcher.up(port=port)  # starts the broker only if CI did not
     try:
         pid = launcher.status()["pid"]
-        started = time.monotonic()
         second = launcher.up(port=port)
-        elapsed = time.monotonic() - started
 
         assert second == first == f"127.0.0.1:{port}"
-        assert elapsed < 5, f"second up() took {elapsed:.1f}s; it should reuse the broker"
         info = launcher.status()
         assert info["running"] and info["ready"]
         assert info["pid"] == pid

@@ -2,7 +2,7 @@ from dataclasses import replace
 
 from streams.config import load_config
 from streams.records import ContextMessage, Request, Response, Routed
-from streams.routing.logic import detect_language, route, rollout_arm, stable_bucket
+from streams.routing.logic import detect_language, rollout_arm, route, stable_bucket
 
 CFG = load_config()
 

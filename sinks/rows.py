@@ -1,0 +1,292 @@
+"""Span -> ClickHouse row mapping, one function per table (pure, no I/O).
+
+Span attributes arrive as strings (numbers as text, lists as JSON), written by code we do not
+control at read time, so every conversion here is total: a malformed value becomes a neutral
+default, never an exception that would stall the sink on one bad span.
+Rows are lists in the order of the matching `*_COLUMNS` tuple, ready for a columnar insert.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from streams.records import Span
+
+__all__ = [
+    "CONTENT_ATTRIBUTES",
+    "DECISION_COLUMNS",
+    "LLM_CALL_COLUMNS",
+    "OTEL_TRACES_COLUMNS",
+    "Redact",
+    "decision_row",
+    "is_chat_span",
+    "is_final_decision",
+    "llm_call_row",
+    "otel_traces_row",
+]
+
+Redact = Callable[[str], str]
+
+OTEL_TRACES_COLUMNS: tuple[str, ...] = (
+    "Timestamp",
+    "TraceId",
+    "SpanId",
+    "ParentSpanId",
+    "TraceState",
+    "SpanName",
+    "SpanKind",
+    "ServiceName",
+    "ResourceAttributes",
+    "ScopeName",
+    "ScopeVersion",
+    "SpanAttributes",
+    "Duration",
+    "StatusCode",
+    "StatusMessage",
+    "Events.Timestamp",
+    "Events.Name",
+    "Events.Attributes",
+    "Links.TraceId",
+    "Links.SpanId",
+    "Links.TraceState",
+    "Links.Attributes",
+)
+
+LLM_CALL_COLUMNS: tuple[str, ...] = (
+    "timestamp",
+    "trace_id",
+    "span_id",
+    "request_id",
+    "session_id",
+    "user_id",
+    "tenant_id",
+    "domain",
+    "provider",
+    "model",
+    "response_model",
+    "step_index",
+    "max_tokens",
+    "prompt",
+    "response",
+    "finish_reasons",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "latency_ms",
+    "status",
+    "error_type",
+    "context_trimmed",
+    "trimmed_chars",
+    "config_version",
+    "rollout_arm",
+)
+
+DECISION_COLUMNS: tuple[str, ...] = (
+    "timestamp",
+    "trace_id",
+    "span_id",
+    "request_id",
+    "session_id",
+    "user_id",
+    "tenant_id",
+    "route",
+    "model",
+    "rollout_arm",
+    "verdict",
+    "reasons",
+    "escalated",
+    "status",
+    "reason",
+    "language",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "latency_ms",
+    "llm_calls",
+    "config_version",
+)
+
+# Attributes that carry prompt/answer content: redacted again here (defence in depth; the tracing
+# code redacts before emitting) so personal data never reaches ClickHouse.
+CONTENT_ATTRIBUTES = frozenset(
+    {
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.system_instructions",
+        "gen_ai.tool.call.arguments",
+        "gen_ai.tool.call.result",
+    }
+)
+
+_UINT16_MAX = 2**16 - 1
+_UINT32_MAX = 2**32 - 1
+
+
+def _uint(value: str | None, limit: int = _UINT32_MAX) -> int:
+    """A non-negative int from text like "12", "12.0" or " 12 "; 0 if it is not one."""
+    if not value:
+        return 0
+    try:
+        number = int(value)
+    except ValueError:
+        try:
+            f = float(value)
+        except ValueError:
+            return 0
+        number = int(f) if math.isfinite(f) else 0
+    return min(max(number, 0), limit)
+
+
+def _float(value: str | None) -> float:
+    if not value:
+        return 0.0
+    try:
+        f = float(value)
+    except ValueError:
+        return 0.0
+    return f if math.isfinite(f) else 0.0
+
+
+def _flag(value: str | None) -> int:
+    return 1 if (value or "").strip().lower() in ("true", "1", "yes") else 0
+
+
+def _str_list(value: str | None) -> list[str]:
+    """A JSON list of strings; a bare non-JSON value becomes a one-item list."""
+    if not value:
+        return []
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return [value]
+    if isinstance(parsed, list):
+        return [x if isinstance(x, str) else json.dumps(x) for x in parsed]
+    return [parsed if isinstance(parsed, str) else json.dumps(parsed)]
+
+
+def _redacted(attributes: Mapping[str, str], redact: Redact | None) -> dict[str, str]:
+    if redact is None or not CONTENT_ATTRIBUTES.intersection(attributes):
+        return dict(attributes)
+    return {k: redact(v) if k in CONTENT_ATTRIBUTES else v for k, v in attributes.items()}
+
+
+def otel_traces_row(span: Span, redact: Redact | None = None) -> list[Any]:
+    """The row the OpenTelemetry Collector's ClickHouse exporter would write for this span."""
+    resource = span.resource_attributes
+    if "service.name" not in resource and span.service_name:
+        resource = {**resource, "service.name": span.service_name}
+    return [
+        span.start_time_unix_nano,  # DateTime64(9) ticks
+        span.trace_id,
+        span.span_id,
+        span.parent_span_id,
+        span.trace_state,
+        span.name,
+        span.kind,
+        span.service_name,
+        dict(resource),
+        span.scope_name,
+        span.scope_version,
+        _redacted(span.attributes, redact),
+        max(span.end_time_unix_nano - span.start_time_unix_nano, 0),
+        span.status_code,
+        span.status_message,
+        [e.time_unix_nano for e in span.events],
+        [e.name for e in span.events],
+        [_redacted(e.attributes, redact) for e in span.events],
+        [link.trace_id for link in span.links],
+        [link.span_id for link in span.links],
+        [link.trace_state for link in span.links],
+        [dict(link.attributes) for link in span.links],
+    ]
+
+
+def is_chat_span(span: Span) -> bool:
+    """An LLM call span (GenAI conventions: operation `chat`, name `chat <model>`)."""
+    op = span.attributes.get("gen_ai.operation.name")
+    if op is not None:
+        return op == "chat"
+    return span.name.startswith("chat ") and span.kind == "Client"
+
+
+def is_final_decision(span: Span) -> bool:
+    """The span that carries a request's final decision."""
+    return span.attributes.get("agentstream.decision.final", "").lower() == "true"
+
+
+def llm_call_row(span: Span, redact: Redact | None = None) -> list[Any] | None:
+    """The `llm_calls` row for a chat span, or None for any other span."""
+    if not is_chat_span(span):
+        return None
+    a = span.attributes
+    prompt = a.get("gen_ai.input.messages", "")
+    response = a.get("gen_ai.output.messages", "")
+    if redact is not None:
+        prompt, response = redact(prompt), redact(response)
+    status = a.get("agentstream.llm.status") or ("error" if span.status_code == "Error" else "ok")
+    return [
+        span.start_time_unix_nano // 1_000_000,  # DateTime64(3) ticks
+        span.trace_id,
+        span.span_id,
+        a.get("agentstream.request.id", ""),
+        a.get("agentstream.session.id") or a.get("gen_ai.conversation.id", ""),
+        a.get("agentstream.user.id", ""),
+        a.get("agentstream.tenant.id", ""),
+        a.get("agentstream.domain", ""),
+        a.get("gen_ai.provider.name", ""),
+        a.get("gen_ai.request.model", ""),
+        a.get("gen_ai.response.model", ""),
+        _uint(a.get("agentstream.step.index"), _UINT16_MAX),
+        _uint(a.get("gen_ai.request.max_tokens")),
+        prompt,
+        response,
+        _str_list(a.get("gen_ai.response.finish_reasons")),
+        _uint(a.get("gen_ai.usage.input_tokens")),
+        _uint(a.get("gen_ai.usage.output_tokens")),
+        _float(a.get("agentstream.cost.usd")),
+        max(span.end_time_unix_nano - span.start_time_unix_nano, 0) / 1e6,
+        status,
+        a.get("error.type", ""),
+        _flag(a.get("agentstream.context.trimmed")),
+        _uint(a.get("agentstream.context.trimmed_chars")),
+        a.get("agentstream.config.version", ""),
+        a.get("agentstream.rollout.arm", ""),
+    ]
+
+
+def decision_row(span: Span) -> list[Any] | None:
+    """The `decisions` row for a final-decision span, or None for any other span.
+
+    Stamped with the span's end (when the decision was made); `latency_ms` is the request's
+    end-to-end latency as the stage measured it, not the span's duration.
+    """
+    if not is_final_decision(span):
+        return None
+    a = span.attributes
+    return [
+        span.end_time_unix_nano // 1_000_000,  # DateTime64(3) ticks
+        span.trace_id,
+        span.span_id,
+        a.get("agentstream.request.id", ""),
+        a.get("agentstream.session.id") or a.get("gen_ai.conversation.id", ""),
+        a.get("agentstream.user.id", ""),
+        a.get("agentstream.tenant.id", ""),
+        a.get("agentstream.route", ""),
+        a.get("gen_ai.request.model", ""),
+        a.get("agentstream.rollout.arm", ""),
+        a.get("agentstream.verdict", ""),
+        _str_list(a.get("agentstream.reasons")),
+        _flag(a.get("agentstream.escalated")),
+        a.get("agentstream.status", ""),
+        a.get("agentstream.reason", ""),
+        a.get("agentstream.language", ""),
+        _uint(a.get("gen_ai.usage.input_tokens")),
+        _uint(a.get("gen_ai.usage.output_tokens")),
+        _float(a.get("agentstream.cost.usd")),
+        _float(a.get("agentstream.latency_ms")),
+        _uint(a.get("agentstream.llm_calls"), _UINT16_MAX),
+        a.get("agentstream.config.version", ""),
+    ]
