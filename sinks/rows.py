@@ -257,7 +257,7 @@ def llm_call_row(span: Span, redact: Redact | None = None) -> list[Any] | None:
     ]
 
 
-def decision_row(span: Span) -> list[Any] | None:
+def decision_row(span: Span, redact: Redact | None = None) -> list[Any] | None:
     """The `decisions` row for a final-decision span, or None for any other span.
 
     Stamped with the span's end (when the decision was made); `latency_ms` is the request's
@@ -266,6 +266,10 @@ def decision_row(span: Span) -> list[Any] | None:
     if not is_final_decision(span):
         return None
     a = span.attributes
+    reasons = _str_list(a.get("agentstream.reasons"))
+    reason = a.get("agentstream.reason", "")
+    if redact is not None:
+        reasons, reason = [redact(r) for r in reasons], redact(reason)
     return [
         span.end_time_unix_nano // 1_000_000,  # DateTime64(3) ticks
         span.trace_id,
@@ -278,10 +282,10 @@ def decision_row(span: Span) -> list[Any] | None:
         a.get("gen_ai.request.model", ""),
         a.get("agentstream.rollout.arm", ""),
         a.get("agentstream.verdict", ""),
-        _str_list(a.get("agentstream.reasons")),
+        reasons,
         _flag(a.get("agentstream.escalated")),
         a.get("agentstream.status", ""),
-        a.get("agentstream.reason", ""),
+        reason,
         a.get("agentstream.language", ""),
         _uint(a.get("gen_ai.usage.input_tokens")),
         _uint(a.get("gen_ai.usage.output_tokens")),

@@ -36,6 +36,7 @@ class RouterConfig:
 @dataclass(frozen=True)
 class ExecutionConfig:
     max_steps: int = 8
+    max_context_chars: int = 24_000
     loop_repeats: int = 3
     llm_timeout_s: float = 30.0
     llm_attempts: int = 3
@@ -62,6 +63,13 @@ class PipelineConfig:
 
     def model_for(self, key: str) -> ModelConfig:
         return self.models[key]
+
+    def cost_usd(self, model_name: str, input_tokens: int, output_tokens: int) -> float:
+        """Price of a call by the model's served name; unknown models cost 0 (and say so in docs)."""
+        for m in self.models.values():
+            if m.name == model_name:
+                return (input_tokens * m.price_in_per_1k + output_tokens * m.price_out_per_1k) / 1000
+        return 0.0
 
 
 class ConfigError(ValueError):

@@ -15,9 +15,13 @@ log = logging.getLogger("agentstream")
 T = TypeVar("T")
 
 
-async def publish(topic: Any, record: Any) -> None:
-    """Keyed by session id: one session stays on one partition, in order."""
-    await topic.send(key=record.session_id.encode(), value=get_codec().encode(record))
+async def publish(topic: Any, record: Any, headers: dict[str, bytes] | None = None) -> None:
+    """Keyed by session id: one session stays on one partition, in order.
+
+    `headers` are built fresh per message (the trace context of the span that decided it), never
+    copied from the input, so a stale `traceparent` is replaced rather than appended.
+    """
+    await topic.send(key=record.session_id.encode(), value=get_codec().encode(record), headers=headers or {})
 
 
 async def dead_letter(event: Any, reason: str) -> None:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import queue
 from functools import cache
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import NoOpTracer, Tracer
 
 from streams.config import PipelineConfig, load_config
 from streams.execution.tools import ToolLedger
 from streams.llm import build_provider
 from streams.llm.base import Provider
+from streams.redaction import Redactor
 from streams.settings import get_settings
+from streams.telemetry import SCOPE, QueueSpanExporter, build_tracer_provider
+
+SpanQueue = queue.SimpleQueue[tuple[bytes, bytes]]
 
 
 @cache
@@ -36,3 +44,26 @@ def provider() -> Provider:
 def tool_ledger() -> ToolLedger:
     s = get_settings()
     return ToolLedger(s.tools_ledger or s.data_dir / "tools-ledger.jsonl")
+
+
+@cache
+def span_queue() -> SpanQueue:
+    return queue.SimpleQueue()
+
+
+@cache
+def tracer_provider() -> TracerProvider | None:
+    s = get_settings()
+    if not s.tracing:
+        return None
+    return build_tracer_provider(f"{s.app_id}-worker", QueueSpanExporter(span_queue()))
+
+
+def tracer() -> Tracer:
+    provider = tracer_provider()
+    return provider.get_tracer(SCOPE) if provider else NoOpTracer()
+
+
+@cache
+def redactor() -> Redactor:
+    return Redactor(enabled=get_settings().redaction)

@@ -42,14 +42,19 @@ def _remember(ids: list[str], request_id: str) -> None:
     del ids[:-MAX_IDS]
 
 
-def enqueue(s: Session | None, routed: dict[str, Any], now: int) -> tuple[Session, bool]:
+def enqueue(
+    s: Session | None, routed: dict[str, Any], now: int, traceparent: str = ""
+) -> tuple[Session, bool]:
     """Adds a routed request as a task; False when this request id was already taken in."""
     s = copy.deepcopy(s) if s else new_session(routed["session_id"], routed["user_id"], routed["tenant_id"])
     rid = routed["request_id"]
     if rid in s["handled"]:
         return s, False
     _remember(s["handled"], rid)
-    s["queue"].append({"request_id": rid, "routed": routed, "status": "queued", "steps": []})
+    # The trace context is kept with the task so a resumed task continues the same trace.
+    s["queue"].append(
+        {"request_id": rid, "routed": routed, "status": "queued", "steps": [], "traceparent": traceparent}
+    )
     touch(s, now)
     return s, True
 

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     # Demo tools keep their ledger (the "external system") here so a crash cannot hide a double charge.
     tools_ledger: Path | None = None
 
+    tracing: bool = True
+    # Prompt and answer text on LLM spans (GenAI opt-in content), redacted unless turned off.
+    capture_content: bool = True
+    redaction: bool = True
+
     llm_provider: str = "simulator"
     llm_base_url: str = Field(
         "", validation_alias=AliasChoices("OPENAI_BASE_URL", "AGENTSTREAM_LLM_BASE_URL")

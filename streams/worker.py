@@ -1,8 +1,9 @@
 """Composes the stages into one worker: importing this registers every agent on the app."""
 
+from streams import span_pump
 from streams.app import app
 from streams.execution import agent as execution_agent
 from streams.routing import agent as routing_agent
 from streams.verification import agent as verification_agent
 
-__all__ = ["app", "execution_agent", "routing_agent", "verification_agent"]
+__all__ = ["app", "execution_agent", "routing_agent", "span_pump", "verification_agent"]

@@ -51,13 +51,13 @@ AS SELECT
     countIf(status IN ('degraded', 'fallback')) AS degraded,
     sum(toUInt64(input_tokens)) AS input_tokens,
     sum(toUInt64(output_tokens)) AS output_tokens,
-    sumIf(toUInt64(input_tokens) + output_tokens, status = 'ok') AS success_tokens,
+    sumIf(toUInt64(src.input_tokens) + src.output_tokens, src.status = 'ok') AS success_tokens,
     sum(cost_usd) AS cost_usd,
     sum(latency_ms) AS latency_ms_sum,
     max(latency_ms) AS latency_ms_max,
     quantilesState(0.5, 0.95, 0.99)(latency_ms) AS latency_ms_q,
     uniqState(user_id) AS users
-FROM agentstream.decisions
+FROM agentstream.decisions AS src
 GROUP BY minute, tenant_id, route, model, rollout_arm, config_version;
 
 CREATE TABLE IF NOT EXISTS agentstream.cost_per_user_1m
@@ -120,12 +120,12 @@ AS SELECT
     countIf(status = 'error') AS errors,
     countIf(status = 'fallback') AS breaker_trips,
     countIf(status = 'degraded') AS degraded,
-    countIf(context_trimmed = 1) AS context_trimmed,
+    countIf(src.context_trimmed = 1) AS context_trimmed,
     sum(toUInt64(input_tokens)) AS input_tokens,
     sum(toUInt64(output_tokens)) AS output_tokens,
     sum(cost_usd) AS cost_usd,
     quantilesState(0.5, 0.95, 0.99)(latency_ms) AS latency_ms_q
-FROM agentstream.llm_calls
+FROM agentstream.llm_calls AS src
 GROUP BY minute, tenant_id, provider, model, domain;
 
 -- The dashboard's per-minute figures, finalized across all dimensions.

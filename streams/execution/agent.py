@@ -17,8 +17,9 @@ from streams.app import app
 from streams.envelope import decode_or_dead_letter, die, log, publish
 from streams.execution.runner import TaskRunner
 from streams.records import Executed, Routed, now_ms
-from streams.runtime import pipeline_config, provider, tool_ledger
+from streams.runtime import pipeline_config, provider, redactor, tool_ledger, tracer
 from streams.tables import sessions
+from streams.telemetry import request_attributes, stage_span, traceparent_of
 
 _settings = app.agentstream_settings  # type: ignore[attr-defined]
 _started = time.monotonic()
@@ -29,8 +30,8 @@ def _owned(partition: int) -> bool:
     return any(tp.topic == name and tp.partition == partition for tp in app.assignor.assigned_actives())
 
 
-async def _emit(executed: Executed) -> None:
-    await publish(channels.executed, executed)
+async def _emit(executed: Executed, headers: dict[str, bytes] | None = None) -> None:
+    await publish(channels.executed, executed, headers)
 
 
 runner = TaskRunner(
@@ -42,12 +43,16 @@ runner = TaskRunner(
     partitions=_settings.partitions,
     owned=_owned,
     crash=lambda exc: die("domain-runner", exc),
+    tracer=tracer(),
+    redact=redactor().redact,
+    capture_content=_settings.capture_content,
 )
 
 
 @app.agent(channels.routed, name="domain-agents")
 async def domain_agents(stream):
     try:
+        topic = channels.routed.get_topic_name()
         async for event in stream.events():
             routed = await decode_or_dead_letter(event, Routed)
             if routed is None:
@@ -55,7 +60,12 @@ async def domain_agents(stream):
             if routed.domain not in runner.cfg.domains:
                 await _reject_unknown_domain(routed)
                 continue
-            value, fresh = state.enqueue(sessions.get(routed.session_id), _as_dict(routed), now_ms())
+            attrs = {**request_attributes(routed), "agentstream.domain": routed.domain}
+            with stage_span(runner.tracer, topic, "domain_agent", event.headers, attrs) as span:
+                value, fresh = state.enqueue(
+                    sessions.get(routed.session_id), _as_dict(routed), now_ms(), traceparent_of(span)
+                )
+                span.set_attribute("agentstream.duplicate", not fresh)
             if fresh:
                 sessions[routed.session_id] = value
             runner.kick(routed.session_id)

@@ -30,12 +30,15 @@ class CircuitBreaker:
         self.state = "closed"
         self.failures = 0
 
-    def record_failure(self) -> None:
+    def record_failure(self) -> bool:
+        """Counts a failure; True when this one tripped the breaker open."""
         self.failures += 1
-        if self.state == "half_open" or self.failures >= self.failure_threshold:
+        if self.state == "half_open" or (self.state == "closed" and self.failures >= self.failure_threshold):
             self.state = "open"
             self.opened_at = self.clock()
             self.trips += 1
+            return True
+        return False
 
 
 @dataclass

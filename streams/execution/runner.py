@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
+
 from streams import sessions as state
 from streams.config import PipelineConfig
 from streams.execution.breaker import BreakerBoard
@@ -29,10 +31,11 @@ from streams.execution.logic import (
     plan_next,
 )
 from streams.execution.tools import DEMO_TOOLS, ToolLedger, tools_for
-from streams.llm.base import ChatRequest, LLMError, Provider
+from streams.llm.base import ChatRequest, ChatResponse, LLMError, Provider
 from streams.llm.retry import call_with_retries_outcome
 from streams.partitioning import partition_for
 from streams.records import Executed, Step, now_ms
+from streams.telemetry import context_from_traceparent, headers_with_context, mark_error
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +65,16 @@ class TaskRunner:
     """Worker-local driver of the agent loop; the durable state is the `sessions` table."""
 
     sessions: Any  # faust Table[str, dict]
-    emit: Callable[[Executed], Any]  # async: publish an Executed event
+    emit: Callable[[Executed, dict[str, bytes]], Any]  # async: publish an Executed event
     provider: Provider
     cfg: PipelineConfig
     ledger: ToolLedger
     partitions: int
     owned: Callable[[int], bool]  # is this partition actively ours right now?
     crash: Callable[[BaseException], None]  # makes a runner bug end the worker loudly
+    tracer: Tracer = field(default_factory=NoOpTracer)
+    redact: Callable[[str], str] = str
+    capture_content: bool = True  # gen_ai.input/output.messages on LLM spans (opt-in content)
     inflight: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     breakers: BreakerBoard = field(init=False)
     recovered: bool = False  # first recovery logged
@@ -106,7 +112,7 @@ class TaskRunner:
                 task = state.current_task(self.sessions.get(sid))
                 if task is None or not self.owned(self._part(sid)):
                     return
-                await self._drive(sid, task["request_id"], task["routed"])
+                await self._drive(sid, task)
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug here must not go silent: the process ends, the task resumes elsewhere
@@ -125,7 +131,26 @@ class TaskRunner:
             raise asyncio.CancelledError
         self.sessions[sid] = state.record_step(self.sessions[sid], request_id, step, now_ms())
 
-    async def _drive(self, sid: str, request_id: str, routed: dict[str, Any]) -> None:
+    async def _drive(self, sid: str, task: dict[str, Any]) -> None:
+        request_id, routed = task["request_id"], task["routed"]
+        parent = context_from_traceparent(task.get("traceparent", ""))
+        with self.tracer.start_as_current_span(
+            f"invoke_agent {routed['domain']}",
+            context=parent,
+            attributes={
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": routed["domain"],
+                "gen_ai.conversation.id": sid,
+                "agentstream.stage": "domain_agent",
+                **ids_attributes(routed),
+            },
+        ) as span:
+            resumed = len(self._steps(sid, request_id))
+            if resumed:
+                span.set_attribute("agentstream.resumed_at_step", resumed)
+            await self._loop(sid, request_id, routed, span)
+
+    async def _loop(self, sid: str, request_id: str, routed: dict[str, Any], span: Any) -> None:
         ex, policy = self.cfg.execution, self.cfg.policy
         domain = self.cfg.domains[routed["domain"]]
         while True:
@@ -136,70 +161,117 @@ class TaskRunner:
                 history = [
                     {"role": m["role"], "content": m["content"]} for m in session["conversation"]
                 ]
-                messages = build_messages(
-                    domain, history, routed["context"], routed["text"], steps, routed["notes"]
+                messages, trimmed = build_messages(
+                    domain, history, routed["context"], routed["text"], steps, routed["notes"],
+                    ex.max_context_chars,
                 )
-                step = await self._call_llm(action.index, routed, messages, request_id)
+                step = await self._call_llm(action.index, routed, messages, request_id, trimmed)
                 self._write_step(sid, request_id, step)
             elif isinstance(action, RunTool):
-                await self._run_tool(sid, request_id, action)
+                await self._run_tool(sid, request_id, routed, action)
             else:
-                await self._finish(sid, request_id, routed, action)
+                await self._finish(sid, request_id, routed, action, span)
                 return
 
     async def _call_llm(
-        self, index: int, routed: dict[str, Any], messages: list[dict[str, Any]], request_id: str
+        self,
+        index: int,
+        routed: dict[str, Any],
+        messages: list[dict[str, Any]],
+        request_id: str,
+        trimmed_chars: int,
     ) -> dict[str, Any]:
         ex = self.cfg.execution
         model = routed["model"]
         step = llm_step(index, model)
         step["arguments"] = json.dumps(messages, ensure_ascii=False)
-        breaker = self.breakers.get(self.provider.name, model)
-        if not breaker.allow():
-            step["status"] = "fallback"
-            step["result"] = f"circuit breaker open for {self.provider.name}/{model}; fallback answer"
-            return step
         domain = self.cfg.domains[routed["domain"]]
-        request = ChatRequest(
-            model=model,
-            messages=messages,
-            max_tokens=routed["max_tokens"],
-            tools=tools_for(domain.tools),
-            timeout_s=ex.llm_timeout_s,
-            call_key=f"{request_id}:{index}",
-        )
-        started = time.perf_counter()
-        try:
-            outcome = await call_with_retries_outcome(
-                self.provider, request, attempts=ex.llm_attempts, base_delay_s=ex.retry_base_delay_s
+        input_trimmed = any(n.startswith("input truncated") for n in routed["notes"])
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": self.provider.name,
+            "gen_ai.request.model": model,
+            "gen_ai.request.max_tokens": routed["max_tokens"],
+            "gen_ai.conversation.id": routed["session_id"],
+            "agentstream.step.index": index,
+            "agentstream.context.trimmed": trimmed_chars > 0 or input_trimmed,
+            "agentstream.context.trimmed_chars": trimmed_chars,
+            **ids_attributes(routed),
+        }
+        if self.capture_content:
+            attributes["gen_ai.input.messages"] = self.redact(step["arguments"])
+        with self.tracer.start_as_current_span(
+            f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            started = time.perf_counter()
+            breaker = self.breakers.get(self.provider.name, model)
+            if not breaker.allow():
+                step["status"] = "fallback"
+                step["result"] = f"circuit breaker open for {self.provider.name}/{model}; fallback answer"
+                span.set_attribute("agentstream.llm.status", "fallback")
+                span.add_event("circuit_breaker.open")
+                mark_error(span, "circuit_open", step["result"])
+                return step
+            request = ChatRequest(
+                model=model,
+                messages=messages,
+                max_tokens=routed["max_tokens"],
+                tools=tools_for(domain.tools),
+                timeout_s=ex.llm_timeout_s,
+                call_key=f"{request_id}:{index}",
             )
-        except LLMError as exc:
-            breaker.record_failure()
-            step["status"] = "degraded"
-            step["result"] = (
-                f"LLM {exc.kind} after {ex.llm_attempts} attempts ({exc}); fallback answer given"
+            try:
+                outcome = await call_with_retries_outcome(
+                    self.provider, request, attempts=ex.llm_attempts, base_delay_s=ex.retry_base_delay_s
+                )
+            except LLMError as exc:
+                tripped = breaker.record_failure()
+                step["status"] = "degraded"
+                step["result"] = (
+                    f"LLM {exc.kind} after {ex.llm_attempts} attempts ({exc}); fallback answer given"
+                )
+                step["latency_ms"] = (time.perf_counter() - started) * 1000
+                span.set_attribute("agentstream.llm.status", "degraded")
+                span.set_attribute("agentstream.latency_ms", step["latency_ms"])
+                if tripped:
+                    span.add_event("circuit_breaker.tripped")
+                mark_error(span, exc.kind, str(exc))
+                return step
+            breaker.record_success()
+            resp = outcome.response
+            step["result"] = json.dumps(
+                {
+                    "content": resp.content,
+                    "finish_reason": resp.finish_reason,
+                    "attempts": outcome.attempts,
+                    "tool_calls": [
+                        {"id": c.id, "name": c.name, "arguments": c.arguments} for c in resp.tool_calls
+                    ],
+                },
+                ensure_ascii=False,
             )
+            step["input_tokens"] = resp.input_tokens
+            step["output_tokens"] = resp.output_tokens
             step["latency_ms"] = (time.perf_counter() - started) * 1000
+            span.set_attributes(
+                {
+                    "gen_ai.response.model": resp.model,
+                    "gen_ai.response.finish_reasons": [resp.finish_reason],
+                    "gen_ai.usage.input_tokens": resp.input_tokens,
+                    "gen_ai.usage.output_tokens": resp.output_tokens,
+                    "agentstream.cost.usd": self.cfg.cost_usd(model, resp.input_tokens, resp.output_tokens),
+                    "agentstream.llm.status": "ok",
+                    "agentstream.llm.attempts": outcome.attempts,
+                    "agentstream.latency_ms": step["latency_ms"],
+                }
+            )
+            if self.capture_content:
+                span.set_attribute("gen_ai.output.messages", self.redact(output_messages(resp)))
             return step
-        breaker.record_success()
-        resp = outcome.response
-        step["result"] = json.dumps(
-            {
-                "content": resp.content,
-                "finish_reason": resp.finish_reason,
-                "attempts": outcome.attempts,
-                "tool_calls": [
-                    {"id": c.id, "name": c.name, "arguments": c.arguments} for c in resp.tool_calls
-                ],
-            },
-            ensure_ascii=False,
-        )
-        step["input_tokens"] = resp.input_tokens
-        step["output_tokens"] = resp.output_tokens
-        step["latency_ms"] = (time.perf_counter() - started) * 1000
-        return step
 
-    async def _run_tool(self, sid: str, request_id: str, action: RunTool) -> None:
+    async def _run_tool(
+        self, sid: str, request_id: str, routed: dict[str, Any], action: RunTool
+    ) -> None:
         call = action.call
         tool_step = {
             "index": action.index,
@@ -214,15 +286,29 @@ class TaskRunner:
             "status": "started",
         }
         self._write_step(sid, request_id, tool_step)
-        started = time.perf_counter()
-        if call.name in DEMO_TOOLS:
-            fn = DEMO_TOOLS[call.name][1]
-            result, _ = await self.ledger.run(
-                action.idempotency_key, call.name, call.arguments, fn, self.cfg.execution.tool_timeout_s
-            )
-        else:
-            result = {"error": f"unknown tool {call.name!r}"}
-        latency = (time.perf_counter() - started) * 1000
+        with self.tracer.start_as_current_span(
+            f"execute_tool {call.name}",
+            attributes={
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": call.name,
+                "gen_ai.tool.call.id": call.id,
+                "agentstream.tool.idempotency_key": action.idempotency_key,
+                "agentstream.step.index": action.index,
+                **ids_attributes(routed),
+            },
+        ) as span:
+            started = time.perf_counter()
+            if call.name in DEMO_TOOLS:
+                fn = DEMO_TOOLS[call.name][1]
+                result, executed_now = await self.ledger.run(
+                    action.idempotency_key, call.name, call.arguments, fn, self.cfg.execution.tool_timeout_s
+                )
+                span.set_attribute("agentstream.tool.executed_now", executed_now)
+            else:
+                result = {"error": f"unknown tool {call.name!r}"}
+            if "error" in result:
+                mark_error(span, "tool_error", str(result["error"]))
+            latency = (time.perf_counter() - started) * 1000
         self._write_step(sid, request_id, {**tool_step, "status": "done", "latency_ms": latency})
         result_step = {
             **tool_step,
@@ -236,9 +322,12 @@ class TaskRunner:
         }
         self._write_step(sid, request_id, result_step)
 
-    async def _finish(self, sid: str, request_id: str, routed: dict[str, Any], fin: Finish) -> None:
+    async def _finish(
+        self, sid: str, request_id: str, routed: dict[str, Any], fin: Finish, span: Any
+    ) -> None:
         if fin.hold:
             self._write_step(sid, request_id, {**llm_step(fin.hold["index"], ""), **fin.hold})
+            span.add_event("hold", {"gen_ai.tool.name": fin.hold["name"], "reason": fin.hold["result"]})
         steps = self._steps(sid, request_id)
         answer = fin.answer
         if fin.status in ("degraded", "fallback") and not answer:
@@ -264,12 +353,38 @@ class TaskRunner:
             created_ms=routed["created_ms"],
             executed_ms=now_ms(),
         )
-        await self.emit(executed)
+        span.set_attribute("agentstream.task.status", fin.status)
+        await self.emit(executed, headers_with_context(span))
         if not self.owned(self._part(sid)):
             raise asyncio.CancelledError
         self.sessions[sid] = state.finish_task(
             self.sessions[sid], request_id, fin.status, answer, fin.hold, now_ms()
         )
+
+
+def ids_attributes(routed: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "agentstream.request.id": routed["request_id"],
+        "agentstream.session.id": routed["session_id"],
+        "agentstream.user.id": routed["user_id"],
+        "agentstream.tenant.id": routed["tenant_id"],
+        "agentstream.domain": routed["domain"],
+        "agentstream.rollout.arm": routed["rollout_arm"],
+        "agentstream.config.version": routed["config_version"],
+    }
+
+
+def output_messages(resp: ChatResponse) -> str:
+    """The answer as received, in the GenAI conventions' output-messages shape."""
+    parts: list[dict[str, Any]] = []
+    if resp.content:
+        parts.append({"type": "text", "content": resp.content})
+    parts += [
+        {"type": "tool_call", "id": c.id, "name": c.name, "arguments": c.arguments} for c in resp.tool_calls
+    ]
+    return json.dumps(
+        [{"role": "assistant", "parts": parts, "finish_reason": resp.finish_reason}], ensure_ascii=False
+    )
 
 
 def step_record(s: dict[str, Any]) -> Step:

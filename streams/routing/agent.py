@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from streams import channels
 from streams.app import app
 from streams.envelope import dead_letter, decode_or_dead_letter, die, publish
 from streams.records import Request, Response
 from streams.routing.logic import route, terminal_response
-from streams.runtime import pipeline_config
+from streams.runtime import pipeline_config, tracer
 from streams.tables import seen
+from streams.telemetry import (
+    decision_attributes,
+    headers_with_context,
+    mark_error,
+    request_attributes,
+    stage_span,
+)
 
 MAX_SEEN = 1000
 
@@ -25,21 +34,40 @@ async def router(stream):
         die("router", exc)
 
 
-async def handle(req: Request, event: object) -> None:
+async def handle(req: Request, event: Any) -> None:
     cfg = pipeline_config()
     ids: dict[str, str] = dict(seen.get(req.session_id) or {})
     outcome = ids.get(req.request_id)
     if outcome == "answered":
         return  # duplicate of a request the router answered itself
-    try:
-        decision = route(req, cfg)
-    except Exception as exc:
-        await dead_letter(event, f"router failed on request {req.request_id}: {exc!r}")
-        decision = terminal_response(req, "error", f"internal error while routing: {exc}", cfg.version)
-    if outcome is None:
-        ids[req.request_id] = "answered" if isinstance(decision, Response) else "routed"
-        if len(ids) > MAX_SEEN:
-            ids = dict(list(ids.items())[-MAX_SEEN:])
-        seen[req.session_id] = ids
-    # A re-delivered routed request is sent again: the domain agent drops it if it has it.
-    await publish(channels.responses if isinstance(decision, Response) else channels.routed, decision)
+    topic = channels.requests.get_topic_name()
+    with stage_span(tracer(), topic, "router", event.headers, request_attributes(req)) as span:
+        try:
+            decision = route(req, cfg)
+        except Exception as exc:
+            await dead_letter(event, f"router failed on request {req.request_id}: {exc!r}")
+            mark_error(span, type(exc).__name__, str(exc))
+            decision = terminal_response(req, "error", f"internal error while routing: {exc}", cfg.version)
+        if outcome is None:
+            ids[req.request_id] = "answered" if isinstance(decision, Response) else "routed"
+            if len(ids) > MAX_SEEN:
+                ids = dict(list(ids.items())[-MAX_SEEN:])
+            seen[req.session_id] = ids
+        if isinstance(decision, Response):
+            span.set_attributes(
+                decision_attributes(decision, verdict=decision.status, reasons=[decision.reason], llm_calls=0, cost_usd=0.0)
+            )
+            await publish(channels.responses, decision, headers_with_context(span))
+        else:
+            span.set_attributes(
+                {
+                    "agentstream.route": decision.domain,
+                    "gen_ai.request.model": decision.model,
+                    "agentstream.rollout.arm": decision.rollout_arm,
+                    "agentstream.language": decision.language,
+                    "agentstream.config.version": decision.config_version,
+                    "agentstream.notes": decision.notes,
+                }
+            )
+            # A re-delivered routed request is sent again: the domain agent drops it if it has it.
+            await publish(channels.routed, decision, headers_with_context(span))

@@ -7,13 +7,21 @@ from streams import sessions as state
 from streams.app import app
 from streams.envelope import decode_or_dead_letter, die, publish
 from streams.records import Executed, now_ms
+from streams.runtime import pipeline_config, tracer
 from streams.tables import sessions
+from streams.telemetry import (
+    decision_attributes,
+    headers_with_context,
+    request_attributes,
+    stage_span,
+)
 from streams.verification.logic import verify
 
 
 @app.agent(channels.executed, name="verifier")
 async def verifier(stream):
     try:
+        topic = channels.executed.get_topic_name()
         async for event in stream.events():
             ex = await decode_or_dead_letter(event, Executed)
             if ex is None:
@@ -27,9 +35,22 @@ async def verifier(stream):
             if not fresh:
                 continue  # a resumed task re-emitted an answer that already went out
             sessions[ex.session_id] = value
-            verdict = verify(ex)
-            if verdict.escalation:
-                await publish(channels.escalations, verdict.escalation)
-            await publish(channels.responses, verdict.response)
+            with stage_span(tracer(), topic, "verifier", event.headers, request_attributes(ex)) as span:
+                verdict = verify(ex)
+                cost = pipeline_config().cost_usd(ex.model, ex.input_tokens, ex.output_tokens)
+                reasons = verdict.escalation.reasons if verdict.escalation else list(ex.reasons)
+                span.set_attributes(
+                    decision_attributes(
+                        verdict.response,
+                        verdict="escalate" if verdict.escalation else "pass",
+                        reasons=reasons,
+                        llm_calls=ex.llm_calls,
+                        cost_usd=cost,
+                    )
+                )
+                headers = headers_with_context(span)
+                if verdict.escalation:
+                    await publish(channels.escalations, verdict.escalation, headers)
+                await publish(channels.responses, verdict.response, headers)
     except Exception as exc:
         die("verifier", exc)

@@ -103,3 +103,15 @@ def test_circuit_breaker_opens_and_half_opens() -> None:
     assert b.allow()
     b.record_success()
     assert b.state == "closed"
+
+
+def test_context_is_trimmed_oldest_first_and_counted() -> None:
+    from streams.execution.logic import build_messages
+
+    domain = CFG.domains["billing"]
+    history = [{"role": "user", "content": "a" * 100}, {"role": "assistant", "content": "b" * 50}]
+    msgs, trimmed = build_messages(domain, history, [], "hi", [], [], max_context_chars=10_000)
+    assert trimmed == 0 and [m["content"] for m in msgs[1:3]] == ["a" * 100, "b" * 50]
+    budget = len(domain.system_prompt) + len("hi") + 60
+    msgs, trimmed = build_messages(domain, history, [], "hi", [], [], max_context_chars=budget)
+    assert trimmed == 100 and [m["content"] for m in msgs[1:]] == ["b" * 50, "hi"]
