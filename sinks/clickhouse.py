@@ -42,7 +42,10 @@ DATABASE = "agentstream"
 DDL_DIR = Path(__file__).resolve().parents[1] / "infra" / "clickhouse"
 # Inserted batches are remembered per table for this many blocks (non_replicated_deduplication_window
 # in the DDL); a replay older than that is still collapsed by ReplacingMergeTree + FINAL.
-_INSERT_SETTINGS = {"insert_deduplicate": 1, "deduplicate_blocks_in_dependent_materialized_views": 1}
+_INSERT_SETTINGS = {
+    "insert_deduplicate": 1,
+    "deduplicate_blocks_in_dependent_materialized_views": 1,
+}
 
 
 class Client(Protocol):
@@ -321,7 +324,9 @@ class ClickHouseSink:
                 for (topic, partition), offset in sorted(batch.offsets.items())
             ]
             self.client.insert(
-                f"{DATABASE}.sink_offsets", offset_rows, column_names=_OFFSET_COLUMNS,
+                f"{DATABASE}.sink_offsets",
+                offset_rows,
+                column_names=_OFFSET_COLUMNS,
                 settings=settings,
             )
             batch.done.add("sink_offsets")

@@ -31,7 +31,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
-from sinks.clickhouse import DDL_DIR, ClickHouseSink, Client, chdb_path, connect, migrate, stored_offsets
+from sinks.clickhouse import (
+    DDL_DIR,
+    ClickHouseSink,
+    Client,
+    chdb_path,
+    connect,
+    migrate,
+    stored_offsets,
+)
 from sinks.rows import Redact
 from streams.codecs import DecodeError, get_codec
 from streams.records import DeadLetter, Span, now_ms
@@ -113,8 +121,11 @@ class SinkLoop:
         except DecodeError as exc:
             self.stats.undecodable += 1
             log.warning(
-                "undecodable span at %s[%d]@%d: %s", record.topic, record.partition,
-                record.offset, exc,
+                "undecodable span at %s[%d]@%d: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                exc,
             )
             await self._dead_letter(record, str(exc))
         else:
@@ -128,8 +139,12 @@ class SinkLoop:
         if self.producer is None or not self.dead_letter_topic:
             return
         letter = DeadLetter(
-            topic=record.topic, partition=record.partition, offset=record.offset,
-            key=record.key, value=record.value or b"", reason=f"clickhouse-sink: {reason}",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value or b"",
+            reason=f"clickhouse-sink: {reason}",
             failed_ms=now_ms(),
         )
         try:
@@ -138,8 +153,13 @@ class SinkLoop:
             )
             self.stats.dead_lettered += 1
         except KafkaError as exc:  # the bad record is logged above; never stall the sink on it
-            log.error("could not dead-letter %s[%d]@%d: %s", record.topic, record.partition,
-                      record.offset, exc)
+            log.error(
+                "could not dead-letter %s[%d]@%d: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                exc,
+            )
 
     # -- flushing --------------------------------------------------------------------------
 
@@ -249,8 +269,12 @@ class SinkLoop:
             if committed is not None and committed >= target:
                 continue
             if target > ends.get(tp, 0):
-                log.warning("sink_offsets says %s@%d beyond the end %d; ignored", tp, target,
-                            ends.get(tp, 0))
+                log.warning(
+                    "sink_offsets says %s@%d beyond the end %d; ignored",
+                    tp,
+                    target,
+                    ends.get(tp, 0),
+                )
                 continue
             log.info("resuming %s at %d from sink_offsets (Kafka commit %s)", tp, target, committed)
             self.consumer.seek(tp, target)
@@ -270,8 +294,12 @@ class SinkLoop:
                     self.stats.flush_failures += 1
                     self.stats.last_error = f"{type(exc).__name__}: {exc}"
                     delay = min(self.backoff_cap_s, self.backoff_initial_s * 2 ** (attempt - 1))
-                    log.warning("flush failed (attempt %d, retry in %.1fs): %s", attempt,
-                                delay, self.stats.last_error)
+                    log.warning(
+                        "flush failed (attempt %d, retry in %.1fs): %s",
+                        attempt,
+                        delay,
+                        self.stats.last_error,
+                    )
                     self._pause()
                     await self._wait_polling(delay, stop)
                     continue
@@ -302,8 +330,12 @@ class SinkLoop:
                 self.stats.flush_failures += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 if time.monotonic() + delay > deadline:
-                    log.error("stopping with %d span(s) unwritten and uncommitted (they will be "
-                              "re-read on restart): %s", self.sink.buffered_spans, exc)
+                    log.error(
+                        "stopping with %d span(s) unwritten and uncommitted (they will be "
+                        "re-read on restart): %s",
+                        self.sink.buffered_spans,
+                        exc,
+                    )
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_cap_s)
@@ -358,8 +390,15 @@ async def run_sink(
         max_poll_records=batch_max_rows,
     )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap) if dead_letter_topic else None
-    loop = SinkLoop(consumer, sink, group=group, producer=producer,
-                    dead_letter_topic=dead_letter_topic, backoff_cap_s=backoff_cap_s, stats=stats)
+    loop = SinkLoop(
+        consumer,
+        sink,
+        group=group,
+        producer=producer,
+        dead_letter_topic=dead_letter_topic,
+        backoff_cap_s=backoff_cap_s,
+        stats=stats,
+    )
     server = None
     data_dir = chdb_path(clickhouse_url)
     async with contextlib.AsyncExitStack() as stack:
@@ -368,8 +407,9 @@ async def run_sink(
         if serve_queries and data_dir is not None:
             from sinks.query_server import QueryServer
 
-            server = QueryServer(clickhouse_url, host=query_host, port=query_port,
-                                 port_file=data_dir / "sink.port")
+            server = QueryServer(
+                clickhouse_url, host=query_host, port=query_port, port_file=data_dir / "sink.port"
+            )
             await server.start()
             stack.push_async_callback(server.stop)
         if producer is not None:

@@ -116,7 +116,9 @@ def check_read_only(sql: str) -> str:
     keyword = m[1].upper() if m else ""
     if keyword not in READ_ONLY_KEYWORDS:
         allowed = ", ".join(sorted(READ_ONLY_KEYWORDS))
-        raise ReadOnlyViolation(f"read-only: {keyword or 'this statement'} is not allowed ({allowed})")
+        raise ReadOnlyViolation(
+            f"read-only: {keyword or 'this statement'} is not allowed ({allowed})"
+        )
     bad = _OUTSIDE_RE.search(code)
     if bad:
         raise ReadOnlyViolation(f"read-only: {bad[0].rstrip('( ')} is not allowed")

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -232,6 +233,79 @@ def _print_table(rows: list[tuple[str, Response | None]]) -> None:
         detail = resp.reason if resp.status != "ok" else resp.answer
         table.add_row(short, resp.domain, resp.status, f"{resp.latency_ms:.0f} ms", detail[:110])
     console.print(table)
+
+
+def _parse_time(value: str | None) -> int | None:
+    """Epoch milliseconds, or an ISO-8601 time (UTC when no zone is given)."""
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    dt = datetime.fromisoformat(value)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+@app.command(
+    option("--from", "start", default=None, help="Start time (ISO-8601 or epoch ms)."),
+    option("--to", "end", default=None, help="End time, exclusive (ISO-8601 or epoch ms)."),
+    option("--from-offset", "start_offset", type=int, default=None, help="First offset per partition."),
+    option("--to-offset", "end_offset", type=int, default=None, help="End offset per partition, exclusive."),
+    option("--candidate", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+           help="Shadow run against this config file instead of the recorded answers."),
+    option("--timeout", "timeout_s", type=float, default=600.0, help="Seconds to wait for the replay."),
+    option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
+)
+async def replay(
+    self: AppCommand,
+    start: str | None,
+    end: str | None,
+    start_offset: int | None,
+    end_offset: int | None,
+    candidate: Path | None,
+    timeout_s: float,
+    as_json: bool,
+) -> None:
+    """Re-run a range of requests in an isolated namespace and compare every decision."""
+    from streams.config import load_config
+    from streams.replay import replay as run_replay
+
+    workdir = Path(settings.data_dir) / "replays" / time.strftime("%Y%m%dT%H%M%S")
+    columns = (TextColumn("replaying"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=as_json) as progress:
+        bar = progress.add_task("replay", total=None)
+        report = await run_replay(
+            settings,
+            start_ms=_parse_time(start),
+            end_ms=_parse_time(end),
+            start_offset=start_offset,
+            end_offset=end_offset,
+            candidate_config=candidate,
+            workdir=workdir,
+            timeout_s=timeout_s,
+            on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
+        )
+    summary = report.summary(load_config(settings.config_file), load_config(candidate or settings.config_file))
+    summary["mode"] = "shadow" if candidate else "recorded"
+    summary["namespace"] = report.namespace
+    if as_json:
+        rows = [{"request_id": c.request_id, "differences": c.differences} for c in report.comparisons]
+        click.echo(json.dumps({"summary": summary, "requests": rows}))
+        return
+    table = Table(title=f"replay ({summary['mode']}) in namespace {report.namespace}")
+    for col in ("request", "original", "replayed", "differences"):
+        table.add_column(col)
+    for c in report.comparisons:
+        new = c.replayed
+        table.add_row(
+            c.request_id[:12],
+            f"{c.original.domain}/{c.original.status}",
+            f"{new.domain}/{new.status}" if new else "-",
+            ", ".join(c.differences) or "[green]identical",
+        )
+    console.print(table)
+    console.print_json(json.dumps(summary))
 
 
 def main() -> None:

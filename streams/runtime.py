@@ -27,6 +27,12 @@ def pipeline_config() -> PipelineConfig:
 @cache
 def provider() -> Provider:
     s = get_settings()
+    if s.llm_provider == "recorded":
+        from streams.llm.recorded import RecordedProvider
+
+        if s.recordings is None:
+            raise ValueError("AGENTSTREAM_RECORDINGS must name a recordings file for the recorded provider")
+        return RecordedProvider.from_file(s.recordings)
     if s.llm_provider == "openai":
         return build_provider("openai", base_url=s.llm_base_url, api_key=s.llm_api_key.get_secret_value())
     return build_provider(

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr = Field(
         SecretStr(""), validation_alias=AliasChoices("OPENAI_API_KEY", "AGENTSTREAM_LLM_API_KEY")
     )
+    # For `llm_provider = "recorded"` (replay): JSON of recorded LLM answers by call key.
+    recordings: Path | None = None
     sim_seed: int = 0
     sim_latency_ms: float = 300.0
     sim_latency_jitter: float = 0.3

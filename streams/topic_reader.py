@@ -29,3 +29,49 @@ async def read_all(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[
         return records
     finally:
         await consumer.stop()
+
+
+async def read_range(
+    bootstrap: str,
+    topic: str,
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    start_offset: int | None = None,
+    end_offset: int | None = None,
+) -> list[ConsumerRecord]:
+    """Records of a topic by time (record timestamps, end exclusive) or by offsets (per partition,
+    end exclusive), in partition-then-offset order; unbounded sides read to the ends."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        lo = dict(starts)
+        hi = dict(ends)
+        if start_ms is not None:
+            found = await consumer.offsets_for_times({tp: start_ms for tp in tps})
+            lo = {tp: (found[tp].offset if found[tp] else ends[tp]) for tp in tps}
+        if end_ms is not None:
+            found = await consumer.offsets_for_times({tp: end_ms for tp in tps})
+            hi = {tp: (found[tp].offset if found[tp] else ends[tp]) for tp in tps}
+        if start_offset is not None:
+            lo = {tp: max(lo[tp], start_offset) for tp in tps}
+        if end_offset is not None:
+            hi = {tp: min(hi[tp], end_offset) for tp in tps}
+        out: list[ConsumerRecord] = []
+        for tp in tps:
+            if lo[tp] >= hi[tp]:
+                continue
+            consumer.seek(tp, lo[tp])
+            while await consumer.position(tp) < hi[tp]:
+                for batch in (await consumer.getmany(tp, timeout_ms=300)).values():
+                    out.extend(m for m in batch if m.offset < hi[tp])
+        return out
+    finally:
+        await consumer.stop()

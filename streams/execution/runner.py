@@ -227,9 +227,8 @@ class TaskRunner:
             except LLMError as exc:
                 tripped = breaker.record_failure()
                 step["status"] = "degraded"
-                step["result"] = (
-                    f"LLM {exc.kind} after {ex.llm_attempts} attempts ({exc}); fallback answer given"
-                )
+                # The provider's own message goes on the span; the decision reason stays stable.
+                step["result"] = f"LLM {exc.kind} after {ex.llm_attempts} attempts; fallback answer given"
                 step["latency_ms"] = (time.perf_counter() - started) * 1000
                 span.set_attribute("agentstream.llm.status", "degraded")
                 span.set_attribute("agentstream.latency_ms", step["latency_ms"])

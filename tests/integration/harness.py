@@ -5,10 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -20,36 +16,11 @@ from aiokafka import AIOKafkaProducer
 
 from streams.client import AgentStreamClient
 from streams.codecs import get_codec
+from streams.processes import WorkerProcess
 from streams.records import Response
-from streams.settings import REPO_ROOT, Settings
+from streams.settings import Settings
 from streams.topic_reader import read_all
 from streams.topics import ensure_topics
-
-READY = re.compile(r"\[\^Worker\]: Ready")
-
-
-@dataclass
-class Worker:
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        """SIGKILL: no flush, no commit, no goodbye to the group."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 @dataclass
@@ -58,7 +29,7 @@ class Pipeline:
     tmp: Path
     env_extra: dict[str, str] = field(default_factory=dict)
     namespace: str = field(default_factory=lambda: f"-t{uuid.uuid4().hex[:10]}")
-    workers: list[Worker] = field(default_factory=list)
+    workers: list[WorkerProcess] = field(default_factory=list)
 
     @property
     def settings(self) -> Settings:
@@ -90,30 +61,16 @@ class Pipeline:
     async def create_topics(self) -> None:
         await ensure_topics(self.settings)
 
-    def start_worker(self) -> Worker:
-        n = len(self.workers)
-        log_path = self.tmp / f"worker-{n}.log"
-        with open(log_path, "wb") as fh:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", "-l", "info", "--without-web"],
-                env=self.env(),
-                cwd=REPO_ROOT,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-            )
-        worker = Worker(proc, log_path)
+    def start_worker(self) -> WorkerProcess:
+        worker = WorkerProcess.spawn(self.env(), self.tmp / f"worker-{len(self.workers)}.log")
         self.workers.append(worker)
         return worker
 
-    async def wait_ready(self, worker: Worker, timeout_s: float = 90) -> float:
-        started = time.monotonic()
-        while time.monotonic() - started < timeout_s:
-            if worker.proc.poll() is not None:
-                raise AssertionError(f"worker exited {worker.proc.returncode}:\n{worker.log()[-4000:]}")
-            if READY.search(worker.log()):
-                return time.monotonic() - started
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"worker not ready in {timeout_s}s:\n{worker.log()[-4000:]}")
+    async def wait_ready(self, worker: WorkerProcess, timeout_s: float = 90) -> float:
+        try:
+            return await worker.wait_ready(timeout_s)
+        except (RuntimeError, TimeoutError) as exc:
+            raise AssertionError(f"{exc}:\n{worker.log()[-4000:]}") from None
 
     def client(self) -> AgentStreamClient:
         return AgentStreamClient.from_settings(self.settings)
