@@ -302,8 +302,6 @@ class ClickHouseSink:
             last_offsets.update(batch.offsets)
             with self._lock:
                 self._pending.remove(batch)
-        for table, n in written.items():
-            self.inserted[table] += n
         return FlushResult(written, last_offsets, time.perf_counter() - started)
 
     def _insert_batch(self, batch: _Batch) -> dict[str, int]:
@@ -317,6 +315,7 @@ class ClickHouseSink:
                 )
                 batch.done.add(table)
                 written[table] = len(rows)
+                self.inserted[table] += len(rows)
         if batch.offsets and batch.group and "sink_offsets" not in batch.done:
             now = datetime.now(UTC)
             offset_rows = [

@@ -120,11 +120,22 @@ class ToolLedger:
     def __post_init__(self) -> None:
         self._results: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
-        if self.path and self.path.exists():
-            for line in self.path.read_text().splitlines():
-                if line.strip():
-                    rec = json.loads(line)
-                    self._results[rec["key"]] = rec
+        self._read_bytes = 0
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Picks up executions recorded by other processes (a worker that took over a partition)."""
+        if not self.path or not self.path.exists():
+            return
+        with open(self.path, "rb") as fh:
+            fh.seek(self._read_bytes)
+            chunk = fh.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self._read_bytes += len(complete)
+        for line in complete.decode().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                self._results[rec["key"]] = rec
 
     def executions(self) -> list[dict[str, Any]]:
         return list(self._results.values())
@@ -133,6 +144,8 @@ class ToolLedger:
         self, key: str, name: str, args: dict[str, Any], fn: ToolFn, timeout_s: float
     ) -> tuple[dict[str, Any], bool]:
         """Returns (result, executed_now). A known key returns its recorded result."""
+        if key not in self._results:
+            self._refresh()
         if key in self._results:
             return self._results[key]["result"], False
         try:

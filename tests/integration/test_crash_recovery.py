@@ -125,3 +125,24 @@ async def test_tasks_resume_at_their_last_step_and_tools_run_once(pipeline: Pipe
     assert refunds == [float(10 + i) for i in range(n)], "each refund executed exactly once"
     lookups = [e for e in ledger if e["tool"] == "lookup_order"]
     assert len(lookups) == n
+
+
+async def test_two_workers_share_partitions_and_survive_one_being_killed(pipeline: Pipeline) -> None:
+    pipeline.env_extra["AGENTSTREAM_SIM_LATENCY_MS"] = "1000"
+    a, b = pipeline.start_worker(), pipeline.start_worker()
+    await pipeline.wait_ready(a)
+    await pipeline.wait_ready(b)
+    async with pipeline.client() as client:
+        ids = set()
+        for i in range(80):
+            text = "Refund $5 for order 1234" if i % 4 == 0 else "What are your opening hours?"
+            ids.add((await client.send(text, session_id=f"two-{i % 40}", user_id=f"u{i}")).request_id)
+    await asyncio.sleep(1.5)
+    a.kill()
+    responses = await pipeline.wait_responses(ids, timeout_s=180)
+    counts = collections.Counter(r.request_id for r in responses)
+    assert set(counts) == ids and max(counts.values()) == 1
+    assert all(r.status == "ok" for r in responses)
+    assert b.alive and re.search(r"resumed \d+ session", b.log()), "the survivor took over tasks"
+    keys = collections.Counter(e["key"] for e in pipeline.ledger())
+    assert len(keys) == 20 and max(keys.values()) == 1, "each refund ran once across both workers"
