@@ -176,7 +176,8 @@ class _Batch:
 
     def seal(self) -> None:
         digest = hashlib.sha256()
-        for key in self.span_keys:
+        # Order-free: a replay may fetch the same records in another partition interleaving.
+        for key in sorted(self.span_keys):
             digest.update(key.encode())
             digest.update(b"\n")
         for (topic, partition), offset in sorted(self.offsets.items()):

@@ -341,6 +341,30 @@ class SinkLoop:
                 delay = min(delay * 2, self.backoff_cap_s)
 
 
+async def _open_clickhouse(
+    url: str, client: Client | None, ddl_dir: Path | None, stop: asyncio.Event, cap_s: float
+) -> Any:
+    """Connect and migrate, retrying with backoff while ClickHouse is unreachable (a sink may
+    start before its database); None if stopped first. Nothing is consumed until this succeeds."""
+    delay = 0.1
+    while not stop.is_set():
+        try:
+            ch = client if client is not None else await asyncio.to_thread(connect, url)
+            if ddl_dir is not None:
+                applied = await asyncio.to_thread(migrate, ch, ddl_dir)
+                if applied:
+                    log.info("applied migrations: %s", ", ".join(applied))
+            return ch
+        except Exception as exc:
+            log.warning(
+                "ClickHouse not ready (%s: %s); retry in %.1fs", type(exc).__name__, exc, delay
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, cap_s)
+    return None
+
+
 async def run_sink(
     bootstrap: str,
     topic: str,
@@ -375,11 +399,9 @@ async def run_sink(
         on_ready: called once the consumer has started and the query endpoint is up.
     """
     own_client = client is None
-    ch = client if client is not None else connect(clickhouse_url)
-    if ddl_dir is not None:
-        applied = await asyncio.to_thread(migrate, ch, ddl_dir)
-        if applied:
-            log.info("applied migrations: %s", ", ".join(applied))
+    ch = await _open_clickhouse(clickhouse_url, client, ddl_dir, stop_event, backoff_cap_s)
+    if ch is None:
+        return stats or SinkStats()
     sink = ClickHouseSink(ch, batch_max_rows, batch_max_age_s, redact=redact)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
