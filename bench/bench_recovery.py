@@ -50,7 +50,9 @@ def env_for(settings: Settings) -> dict[str, str]:
 async def main(sessions: int, per_session: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-recovery-"))
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    settings = Settings(kafka_bootstrap_servers=bootstrap, namespace=f"-b{uuid.uuid4().hex[:8]}", data_dir=tmp)
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap, namespace=f"-b{uuid.uuid4().hex[:8]}", data_dir=tmp
+    )
     await ensure_topics(settings)
 
     empty = WorkerProcess.spawn(env_for(settings), tmp / "empty.log")
@@ -62,7 +64,9 @@ async def main(sessions: int, per_session: int) -> None:
         for turn in range(per_session):
             for i in range(sessions):
                 text = "Refund $5 for order 1234" if turn == 0 else "Where is my order 1234?"
-                ids.append((await client.send(text, session_id=f"bs-{i}", user_id=f"u{i}")).request_id)
+                ids.append(
+                    (await client.send(text, session_id=f"bs-{i}", user_id=f"u{i}")).request_id
+                )
         for rid in ids:
             await client.response(rid, 600)
     await asyncio.sleep(2)
@@ -72,7 +76,9 @@ async def main(sessions: int, per_session: int) -> None:
     again = WorkerProcess.spawn(env_for(settings), tmp / "again.log")
     keys, rebuild_s = await rebuilt(again)
     again.stop()
-    print(json.dumps({"bench": "recovery", "metric": "empty_start_s", "value": round(baseline_s, 3)}))
+    print(
+        json.dumps({"bench": "recovery", "metric": "empty_start_s", "value": round(baseline_s, 3)})
+    )
     print(
         json.dumps(
             {

@@ -27,7 +27,9 @@ TEXTS = ["Where is my order 1234?", "Refund $5 for order 1234", "Is the dashboar
 
 async def run_arm(bootstrap: str, tracing: bool, n: int, tmp: Path) -> float:
     settings = Settings(
-        kafka_bootstrap_servers=bootstrap, namespace=f"-bt{uuid.uuid4().hex[:8]}", data_dir=tmp / str(tracing)
+        kafka_bootstrap_servers=bootstrap,
+        namespace=f"-bt{uuid.uuid4().hex[:8]}",
+        data_dir=tmp / str(tracing),
     )
     await ensure_topics(settings)
     env = {
@@ -46,7 +48,9 @@ async def run_arm(bootstrap: str, tracing: bool, n: int, tmp: Path) -> float:
             await client.response(warm.request_id, 120)
             started = time.perf_counter()
             ids = [
-                (await client.send(TEXTS[i % 3], session_id=f"s{i % 100}", user_id=f"u{i}")).request_id
+                (
+                    await client.send(TEXTS[i % 3], session_id=f"s{i % 100}", user_id=f"u{i}")
+                ).request_id
                 for i in range(n)
             ]
             for rid in ids:
@@ -62,9 +66,36 @@ async def main(n: int, rounds: int) -> None:
     for r in range(rounds):
         off = await run_arm(bootstrap, False, n, tmp / f"r{r}")
         on = await run_arm(bootstrap, True, n, tmp / f"r{r}")
-        print(json.dumps({"bench": "tracing", "round": r, "metric": "requests_per_s_off", "value": round(off, 1)}))
-        print(json.dumps({"bench": "tracing", "round": r, "metric": "requests_per_s_on", "value": round(on, 1)}))
-        print(json.dumps({"bench": "tracing", "round": r, "metric": "on_over_off", "value": round(on / off, 3)}))
+        print(
+            json.dumps(
+                {
+                    "bench": "tracing",
+                    "round": r,
+                    "metric": "requests_per_s_off",
+                    "value": round(off, 1),
+                }
+            )
+        )
+        print(
+            json.dumps(
+                {
+                    "bench": "tracing",
+                    "round": r,
+                    "metric": "requests_per_s_on",
+                    "value": round(on, 1),
+                }
+            )
+        )
+        print(
+            json.dumps(
+                {
+                    "bench": "tracing",
+                    "round": r,
+                    "metric": "on_over_off",
+                    "value": round(on / off, 3),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from streams.records import Span
 __all__ = [
     "DATABASE",
     "DDL_DIR",
+    "TABLES",
     "ClickHouseSink",
     "Client",
     "FlushResult",
@@ -232,9 +233,11 @@ class ClickHouseSink:
 
     def add(self, span: Span) -> None:
         """Map a span to its rows (otel_traces always; llm_calls / decisions when it is one)."""
-        trace = R.otel_traces_row(span, self.redact)
-        call = R.llm_call_row(span, self.redact)
-        decision = R.decision_row(span, self.redact)
+        if self.redact is not None:
+            span = R.redact_span(span, self.redact)
+        trace = R.otel_traces_row(span)
+        call = R.llm_call_row(span)
+        decision = R.decision_row(span)
         with self._lock:
             self._rows["otel_traces"].append(trace)
             if call is not None:
@@ -302,7 +305,8 @@ class ClickHouseSink:
                 written[table] += n
             last_offsets.update(batch.offsets)
             with self._lock:
-                self._pending.remove(batch)
+                if batch in self._pending:  # discard() may have dropped it meanwhile
+                    self._pending.remove(batch)
         return FlushResult(written, last_offsets, time.perf_counter() - started)
 
     def _insert_batch(self, batch: _Batch) -> dict[str, int]:

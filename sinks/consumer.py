@@ -62,6 +62,7 @@ class SinkStats:
     commits: int = 0
     commit_failures: int = 0
     resumed_from_clickhouse: int = 0
+    skipped_already_written: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     last_error: str = ""
 
@@ -109,6 +110,9 @@ class SinkLoop:
         self._uncommitted: dict[TopicPartition, int] = {}  # next offset per partition
         self._first_uncommitted: float | None = None
         self._paused = False
+        # Offsets below these are in ClickHouse already (resumed from sink_offsets). Checked per
+        # record because aiokafka may hand out records it prefetched before our seek().
+        self._floor: dict[TopicPartition, int] = {}
 
     # -- per record ------------------------------------------------------------------------
 
@@ -116,6 +120,9 @@ class SinkLoop:
         """Decode and add one record; an undecodable one is logged, counted and dead-lettered."""
         self.stats.consumed += 1
         tp = TopicPartition(record.topic, record.partition)
+        if record.offset < self._floor.get(tp, -1):
+            self.stats.skipped_already_written += 1
+            return
         try:
             span = self._codec.decode(record.value, Span)
         except DecodeError as exc:
@@ -242,16 +249,28 @@ class SinkLoop:
                 self._uncommitted.clear()
                 self._first_uncommitted = None
         self._paused = False
+        self._floor.clear()
 
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
-        """Resume after the last batch ClickHouse has, if that is past the Kafka commit."""
+        """Resume after the last batch ClickHouse has, if that is past the Kafka commit.
+
+        The partitions stay paused while we look: aiokafka starts fetching as soon as the
+        assignment is set, and getmany could otherwise hand out records from the old position.
+        """
         if not assigned:
             return
-        topics = {tp.topic for tp in assigned}
+        self.consumer.pause(*assigned)
+        try:
+            await self._seek_to_recorded(assigned)
+        finally:
+            if not self._paused:  # an outage pause stays until a flush succeeds
+                self.consumer.resume(*assigned)
+
+    async def _seek_to_recorded(self, assigned: list[TopicPartition]) -> None:
         try:
             async with self._lock:
                 recorded: dict[tuple[str, int], int] = {}
-                for topic in topics:
+                for topic in {tp.topic for tp in assigned}:
                     found = await asyncio.to_thread(
                         stored_offsets, self.sink.client, self.group, topic
                     )
@@ -278,7 +297,12 @@ class SinkLoop:
                 continue
             log.info("resuming %s at %d from sink_offsets (Kafka commit %s)", tp, target, committed)
             self.consumer.seek(tp, target)
+            self._floor[tp] = target
             self.stats.resumed_from_clickhouse += 1
+            # Bring the Kafka commit up to date with the next flush (lag monitoring reads it).
+            self._uncommitted[tp] = target
+            if self._first_uncommitted is None:
+                self._first_uncommitted = time.monotonic()
 
     # -- the loop --------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from streams.records import Span
@@ -26,6 +27,7 @@ __all__ = [
     "is_final_decision",
     "llm_call_row",
     "otel_traces_row",
+    "redact_span",
 ]
 
 Redact = Callable[[str], str]
@@ -167,17 +169,50 @@ def _str_list(value: str | None) -> list[str]:
     return [parsed if isinstance(parsed, str) else json.dumps(parsed)]
 
 
-def _redacted(attributes: Mapping[str, str], redact: Redact | None) -> dict[str, str]:
-    if redact is None or not CONTENT_ATTRIBUTES.intersection(attributes):
-        return dict(attributes)
+_CONTENT_KEYS = tuple(CONTENT_ATTRIBUTES)
+
+
+def _has_content(attributes: Mapping[str, str]) -> bool:
+    return any(map(attributes.__contains__, _CONTENT_KEYS))
+
+
+def _redacted(attributes: Mapping[str, str], redact: Redact | None) -> Mapping[str, str]:
+    """Redacted copy if needed, else the mapping itself (rows never mutate it)."""
+    if redact is None or not _has_content(attributes):
+        return attributes
     return {k: redact(v) if k in CONTENT_ATTRIBUTES else v for k, v in attributes.items()}
 
 
+def redact_span(span: Span, redact: Redact) -> Span:
+    """`span` with its content attributes (and the decision's reasons) redacted, once, for all
+    three row mappers; the span itself is left untouched (a copy is returned if anything
+    needs redacting)."""
+    a = span.attributes
+    final = is_final_decision(span)
+    if not (_has_content(a) or final or any(_has_content(e.attributes) for e in span.events)):
+        return span
+    attributes = dict(_redacted(a, redact))
+    if final:
+        for key in ("agentstream.reason", "agentstream.reasons"):
+            if key in attributes:
+                attributes[key] = redact(attributes[key])
+    events = [
+        replace(e, attributes=_redacted(e.attributes, redact)) if _has_content(e.attributes) else e
+        for e in span.events
+    ]
+    return replace(span, attributes=attributes, events=events)
+
+
 def otel_traces_row(span: Span, redact: Redact | None = None) -> list[Any]:
-    """The row the OpenTelemetry Collector's ClickHouse exporter would write for this span."""
+    """The row the OpenTelemetry Collector's ClickHouse exporter would write for this span.
+
+    Maps in the row are the span's own dicts (no copies, this is the hot path): do not mutate a
+    span after mapping it.
+    """
     resource = span.resource_attributes
     if "service.name" not in resource and span.service_name:
         resource = {**resource, "service.name": span.service_name}
+    events, links = span.events, span.links
     return [
         span.start_time_unix_nano,  # DateTime64(9) ticks
         span.trace_id,
@@ -187,20 +222,20 @@ def otel_traces_row(span: Span, redact: Redact | None = None) -> list[Any]:
         span.name,
         span.kind,
         span.service_name,
-        dict(resource),
+        resource,
         span.scope_name,
         span.scope_version,
         _redacted(span.attributes, redact),
         max(span.end_time_unix_nano - span.start_time_unix_nano, 0),
         span.status_code,
         span.status_message,
-        [e.time_unix_nano for e in span.events],
-        [e.name for e in span.events],
-        [_redacted(e.attributes, redact) for e in span.events],
-        [link.trace_id for link in span.links],
-        [link.span_id for link in span.links],
-        [link.trace_state for link in span.links],
-        [dict(link.attributes) for link in span.links],
+        [e.time_unix_nano for e in events] if events else [],
+        [e.name for e in events] if events else [],
+        [_redacted(e.attributes, redact) for e in events] if events else [],
+        [lk.trace_id for lk in links] if links else [],
+        [lk.span_id for lk in links] if links else [],
+        [lk.trace_state for lk in links] if links else [],
+        [lk.attributes for lk in links] if links else [],
     ]
 
 

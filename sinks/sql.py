@@ -107,9 +107,9 @@ def check_read_only(sql: str) -> str:
     """
     statements = split_statements(sql)
     if not statements:
-        raise ReadOnlyViolation("empty query")
+        raise ReadOnlyViolation("read-only: empty query")
     if len(statements) > 1:
-        raise ReadOnlyViolation("one statement per query")
+        raise ReadOnlyViolation("read-only: one statement per query")
     stmt = statements[0]
     code = " ".join(text for kind, text in _scan(stmt) if kind == "code")
     m = re.match(r"[\s(]*([A-Za-z]+)", code)

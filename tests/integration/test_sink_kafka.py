@@ -153,9 +153,7 @@ async def end_offsets(bootstrap: str, topic: str, partitions: int = 3) -> dict[i
 
 def counts(client: Any, final: bool = True) -> dict[str, int]:
     suffix = " FINAL" if final else ""
-    return {
-        t: int(client.command(f"SELECT count() FROM agentstream.{t}{suffix}")) for t in TABLES
-    }
+    return {t: int(client.command(f"SELECT count() FROM agentstream.{t}{suffix}")) for t in TABLES}
 
 
 def rollup_requests(client: Any) -> int:
@@ -223,8 +221,9 @@ async def test_spans_land_in_all_tables_and_offsets_follow(
         ).result_rows
         assert dict(offsets) == ends
     # the undecodable records are in the dead-letter topic, verbatim, with a reason
-    consumer = AIOKafkaConsumer(names["dlq"], bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        names["dlq"], bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         got = await consumer.getmany(timeout_ms=5000)
@@ -274,8 +273,10 @@ async def test_clickhouse_failures_lose_nothing_and_duplicate_nothing(
             await wait_for(lambda: stats.rows.get("decisions") == N, what="all decisions")
             await wait_for(lambda: stats.commits > 0, what="commits")
             await produce(bootstrap, names["topic"], encoded(request_traces(N, seed="more")))
-            await wait_for(lambda: stats.consumed == 8 * N and stats.rows["decisions"] == 2 * N,
-                           what="second wave")
+            await wait_for(
+                lambda: stats.consumed == 8 * N and stats.rows["decisions"] == 2 * N,
+                what="second wave",
+            )
             stop.set()
             result = await asyncio.wait_for(task, 30)
         assert result.flush_failures >= 7 and client.fail_first == client.land_then_fail == 0
@@ -317,15 +318,17 @@ async def test_sink_killed_between_insert_and_commit_does_not_duplicate(
     with opened(ch_url) as inner:
         migrate(inner)
         client = FaultyClient(inner, crash_after=lambda table: table == last)
-        async with sink_running(bootstrap, names, ch_url, client=client,
-                                batch_max_rows=10_000, batch_max_age_s=2.0) as (task, _, _):
+        async with sink_running(
+            bootstrap, names, ch_url, client=client, batch_max_rows=10_000, batch_max_age_s=2.0
+        ) as (task, _, _):
             with pytest.raises(Crash):
                 await asyncio.wait_for(task, 60)
         first = counts(inner, final=False)
         assert first == EXPECTED  # the whole backlog was one batch, written, never committed
         assert await committed(bootstrap, names["group"], names["topic"]) == {}
-        async with sink_running(bootstrap, names, ch_url, client=inner,
-                                batch_max_rows=10_000, batch_max_age_s=2.0) as (_, stop, stats):
+        async with sink_running(
+            bootstrap, names, ch_url, client=inner, batch_max_rows=10_000, batch_max_age_s=2.0
+        ) as (_, stop, stats):
             await wait_for(lambda: stats.commits > 0, what="restarted sink commits")
             stop.set()
         ends = await end_offsets(bootstrap, names["topic"])

@@ -37,7 +37,12 @@ def test_flush_writes_all_tables_and_progress() -> None:
     assert sink.buffered_spans == 40 and not sink.should_flush()
     result = sink.flush({("t", 0): 40}, group="g")
     assert result.rows == {"otel_traces": 40, "llm_calls": 10, "decisions": 10}
-    assert [i[0] for i in client.inserts] == ["otel_traces", "llm_calls", "decisions", "sink_offsets"]
+    assert [i[0] for i in client.inserts] == [
+        "otel_traces",
+        "llm_calls",
+        "decisions",
+        "sink_offsets",
+    ]
     assert len({i[2] for i in client.inserts}) == 1  # one token per batch
     assert sink.buffered_spans == 0 and sink.flush().rows["otel_traces"] == 0
 

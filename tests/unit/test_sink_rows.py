@@ -61,7 +61,9 @@ def test_llm_call_row() -> None:
     assert row["input_tokens"] == 130 and row["output_tokens"] == 35
     assert row["finish_reasons"] == ["stop"]
     assert json.loads(row["prompt"])[0]["content"] == "I am [REDACTED:EMAIL]"
-    assert row["latency_ms"] == chats[1].end_time_unix_nano / 1e6 - chats[1].start_time_unix_nano / 1e6
+    assert (
+        row["latency_ms"] == chats[1].end_time_unix_nano / 1e6 - chats[1].start_time_unix_nano / 1e6
+    )
     assert row["timestamp"] == chats[1].start_time_unix_nano // 1_000_000
     assert row["context_trimmed"] == 1 and row["trimmed_chars"] == 200
     assert row["status"] == "ok" and row["error_type"] == ""
@@ -113,3 +115,21 @@ def test_decision_row() -> None:
 def test_decision_requires_final_flag() -> None:
     assert R.decision_row(_span(**{"agentstream.decision.final": "false"})) is None
     assert R.decision_row(_span(**{"agentstream.decision.final": "True"})) is not None
+
+
+def test_redact_span_once_for_all_rows() -> None:
+    calls: list[str] = []
+
+    def redact(text: str) -> str:
+        calls.append(text)
+        return Redactor().redact(text)
+
+    spans = request_trace(1, seed="t", status="escalated", prompt="me@x.io")
+    redacted = [R.redact_span(s, redact) for s in spans]
+    assert redacted[0] is spans[0]  # nothing to redact: no copy
+    chat = redacted[2]
+    assert "[REDACTED:EMAIL]" in chat.attributes["gen_ai.input.messages"]
+    assert "me@x.io" in spans[2].attributes["gen_ai.input.messages"]  # original untouched
+    assert len(calls) == 2 + 2  # prompt + response, then the decision's reason + reasons
+    row = _row(R.LLM_CALL_COLUMNS, R.llm_call_row(chat))
+    assert "[REDACTED:EMAIL]" in row["prompt"]
