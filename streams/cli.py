@@ -6,8 +6,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -23,10 +21,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from streams import cli_clickhouse  # noqa: F401 - registers the analyst and sink commands
 from streams.client import AgentStreamClient, ResponseTimeout
+from streams.processes import WorkerProcess
 from streams.records import ContextMessage, Response
 from streams.settings import REPO_ROOT
 from streams.topic_reader import read_all
+from streams.topics import ensure_topics
 from streams.worker import app
 
 # Faust ships a `send` for raw values; ours publishes a request and waits for its answer.
@@ -152,44 +153,75 @@ async def demo(self: AppCommand, timeout_s: float) -> None:
         await asyncio.to_thread(launcher.up, log=lambda m: console.print(f"[dim]{m}"))
         started_broker = True
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
-    log_path = Path(settings.data_dir) / "demo-worker.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log_file:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "-l", "info", "--without-web"],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-        )
+    data = Path(settings.data_dir)
+    await ensure_topics(settings)
+    worker = WorkerProcess.spawn(env, data / "demo-worker.log")
+    sink_proc = WorkerProcess.spawn_sink(env, data / "demo-sink.log")
     try:
-        await _wait_for_topics()
+        with console.status("starting a worker and the ClickHouse sink…"):
+            await worker.wait_ready(180)
         rows = await _run_script(timeout_s, worker)
+        ids = [r.request_id for _, r in rows if r is not None]
+        with console.status("waiting for the sink to write the demo's decisions to ClickHouse…"):
+            await sink_proc.wait_ready(120)
+            summary = await _wait_for_decisions(ids, timeout_s)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        worker.stop()
+        sink_proc.stop()
         if started_broker:
             await asyncio.to_thread(launcher.down)
     _print_table(rows)
     ok = sum(1 for _, r in rows if r is not None)
     console.print(
         f"{ok}/{len(rows)} answered; demo wall time {time.monotonic() - started:.1f}s "
-        f"(worker log: {log_path})"
+        f"(logs: {data / 'demo-worker.log'}, {data / 'demo-sink.log'})"
     )
+    if summary:
+        cols, values = summary
+        from streams.cli_clickhouse import print_rows
+
+        print_rows("read back from ClickHouse (this demo's requests)", cols, values)
+        traced = next((r.request_id for _, r in rows if r is not None and r.status == "ok"), ids[0])
+        console.print(f"Trace one request end to end:  [bold]agentstream trace {traced}[/]")
     if ok != len(rows):
         raise click.ClickException("some requests got no response")
+    if not summary:
+        raise click.ClickException("the sink did not write the demo's decisions to ClickHouse in time")
 
 
-async def _wait_for_topics() -> None:
-    from streams.topics import ensure_topics
+DEMO_SUMMARY_SQL = """
+SELECT status, count() AS requests, sum(input_tokens) AS tokens_in, sum(output_tokens) AS tokens_out,
+       round(sum(cost_usd), 6) AS cost_usd, round(quantile(0.95)(latency_ms)) AS p95_latency_ms
+FROM agentstream.decisions FINAL
+WHERE request_id IN ({ids})
+GROUP BY status ORDER BY requests DESC
+"""
 
-    await ensure_topics(settings)
+
+async def _wait_for_decisions(ids: list[str], timeout_s: float) -> tuple[list[str], list[tuple]] | None:
+    from sinks.analytics import QueryError, run_query
+
+    quoted = ", ".join(f"'{i}'" for i in ids)  # request ids are hex uuids we generated
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            _, rows = await asyncio.to_thread(
+                run_query,
+                f"SELECT count() FROM agentstream.decisions FINAL WHERE request_id IN ({quoted})",
+                clickhouse_url=settings.clickhouse_url,
+            )
+            if rows and rows[0][0] >= len(ids):
+                cols, values = await asyncio.to_thread(
+                    run_query, DEMO_SUMMARY_SQL.format(ids=quoted), clickhouse_url=settings.clickhouse_url
+                )
+                return cols, values
+        except QueryError:
+            pass  # tables not migrated yet
+        await asyncio.sleep(1.0)
+    return None
 
 
-async def _run_script(timeout_s: float, worker: subprocess.Popen[bytes]) -> list[tuple[str, Response | None]]:
+async def _run_script(timeout_s: float, worker: WorkerProcess) -> list[tuple[str, Response | None]]:
     async with AgentStreamClient.from_settings(settings) as client:
         sent = []
         for sid, user, text in DEMO_SCRIPT:
@@ -212,9 +244,9 @@ async def _run_script(timeout_s: float, worker: subprocess.Popen[bytes]) -> list
 
             waiter = asyncio.gather(*(one(rid) for _, rid in sent))
             while not waiter.done():
-                if worker.poll() is not None:
+                if not worker.alive:
                     waiter.cancel()
-                    raise click.ClickException(f"the worker exited with code {worker.returncode}")
+                    raise click.ClickException(f"the worker exited; see {worker.log_path}")
                 await asyncio.sleep(0.2)
             await waiter
         return [(text, results.get(rid)) for text, rid in sent]

@@ -1,4 +1,4 @@
-"""Worker processes started by the demo and by replay: spawn, wait until ready, stop."""
+"""Processes started by the demo, replay and tests (worker, sink): spawn, wait until ready, stop."""
 
 from __future__ import annotations
 
@@ -12,27 +12,38 @@ from pathlib import Path
 
 from streams.settings import REPO_ROOT
 
-READY_MARK = "[^Worker]: Ready"
+WORKER_READY = "[^Worker]: Ready"
+SINK_READY = "sink ready:"
 
 
 @dataclass
 class WorkerProcess:
     proc: subprocess.Popen[bytes]
     log_path: Path
+    ready_mark: str = WORKER_READY
 
     @classmethod
     def spawn(cls, env: dict[str, str], log_path: Path) -> WorkerProcess:
-        """`env` is the whole environment of the worker (callers start from `os.environ`)."""
+        """A Faust worker with every stage; `env` is its whole environment (start from os.environ)."""
+        return cls._start(["worker", "-l", "info", "--without-web"], env, log_path, WORKER_READY)
+
+    @classmethod
+    def spawn_sink(cls, env: dict[str, str], log_path: Path) -> WorkerProcess:
+        """The ClickHouse sink (`agentstream sink`)."""
+        return cls._start(["sink"], env, log_path, SINK_READY)
+
+    @classmethod
+    def _start(cls, args: list[str], env: dict[str, str], log_path: Path, mark: str) -> WorkerProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "wb") as fh:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", "-l", "info", "--without-web"],
+                [sys.executable, "-m", "streams.cli", *args],
                 env=env,
                 cwd=REPO_ROOT,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
             )
-        return cls(proc, log_path)
+        return cls(proc, log_path, mark)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -45,11 +56,11 @@ class WorkerProcess:
         started = time.monotonic()
         while time.monotonic() - started < timeout_s:
             if not self.alive:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}; see {self.log_path}")
-            if READY_MARK in self.log():
+                raise RuntimeError(f"process exited with {self.proc.returncode}; see {self.log_path}")
+            if self.ready_mark in self.log():
                 return time.monotonic() - started
             await asyncio.sleep(0.2)
-        raise TimeoutError(f"worker not ready after {timeout_s:.0f}s; see {self.log_path}")
+        raise TimeoutError(f"process not ready after {timeout_s:.0f}s; see {self.log_path}")
 
     def kill(self) -> None:
         if self.alive:

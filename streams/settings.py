@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # Demo tools keep their ledger (the "external system") here so a crash cannot hide a double charge.
     tools_ledger: Path | None = None
 
+    # A ClickHouse server URL (http(s)://user:pass@host:8123/) or the embedded engine, chdb:///dir.
+    clickhouse: str = Field("", validation_alias=AliasChoices("CLICKHOUSE_URL", "AGENTSTREAM_CLICKHOUSE_URL"))
     tracing: bool = True
     # Prompt and answer text on LLM spans (GenAI opt-in content), redacted unless turned off.
     capture_content: bool = True
@@ -53,6 +55,11 @@ class Settings(BaseSettings):
     @property
     def app_id(self) -> str:
         return f"agentstream{self.namespace}"
+
+    @property
+    def clickhouse_url(self) -> str:
+        """Embedded chDB under the data dir unless a URL is configured."""
+        return self.clickhouse or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
 
     def topic(self, name: str) -> str:
         return f"agentstream{self.namespace}.{name}.v1"
