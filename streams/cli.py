@@ -6,7 +6,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import sys
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -15,13 +14,14 @@ from types import ModuleType
 from typing import Any
 
 import click
+from aiokafka.errors import KafkaError
 from faust.cli import AppCommand, argument, option
 from faust.cli.faust import cli as faust_cli
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from streams import cli_clickhouse  # noqa: F401 - registers the analyst and sink commands
+from streams.cli_output import console, fail, print_rows
 from streams.client import AgentStreamClient, ResponseTimeout
 from streams.processes import WorkerProcess
 from streams.records import ContextMessage, Response
@@ -33,7 +33,6 @@ from streams.worker import app
 # Faust ships a `send` for raw values; ours publishes a request and waits for its answer.
 faust_cli.commands.pop("send", None)
 
-console = Console(width=None if sys.stdout.isatty() else 140)
 settings = app.agentstream_settings  # type: ignore[attr-defined]
 
 
@@ -42,7 +41,7 @@ def kafka_launcher() -> ModuleType:
     path = REPO_ROOT / "infra" / "kafka" / "launcher.py"
     spec = importlib.util.spec_from_file_location("agentstream_kafka_launcher", path)
     if spec is None or spec.loader is None:
-        raise click.ClickException(f"Kafka launcher not found at {path}")
+        fail(f"Kafka launcher not found at {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -83,12 +82,14 @@ async def send(
     self: AppCommand, text: str, session_id: str, user_id: str, timeout_s: float, as_json: bool
 ) -> None:
     """Publish one request and wait for its response."""
-    async with AgentStreamClient.from_settings(settings) as client:
-        req = await client.send(text, session_id=session_id, user_id=user_id)
-        try:
+    try:
+        async with AgentStreamClient.from_settings(settings) as client:
+            req = await client.send(text, session_id=session_id, user_id=user_id)
             resp = await client.response(req.request_id, timeout_s)
-        except ResponseTimeout as exc:
-            raise click.ClickException(str(exc)) from None
+    except ResponseTimeout as exc:
+        fail(str(exc))
+    except (KafkaError, RuntimeError) as exc:
+        fail(f"cannot talk to Kafka at {settings.kafka_bootstrap_servers}: {exc}")
     _print_response(resp, as_json)
 
 
@@ -105,9 +106,12 @@ async def read_session(session_id: str) -> dict[str, Any] | None:
 @app.command(argument("session_id"))
 async def session(self: AppCommand, session_id: str) -> None:
     """Print one session's state (conversation, task, step history, holds) as JSON."""
-    value = await read_session(session_id)
+    try:
+        value = await read_session(session_id)
+    except KafkaError as exc:
+        fail(f"cannot talk to Kafka at {settings.kafka_bootstrap_servers}: {exc}")
     if value is None:
-        raise click.ClickException(f"no session {session_id!r}")
+        fail(f"no session {session_id!r}")
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
@@ -178,15 +182,13 @@ async def demo(self: AppCommand, timeout_s: float) -> None:
     )
     if summary:
         cols, values = summary
-        from streams.cli_clickhouse import print_rows
-
         print_rows("read back from ClickHouse (this demo's requests)", cols, values)
         traced = next((r.request_id for _, r in rows if r is not None and r.status == "ok"), ids[0])
         console.print(f"Trace one request end to end:  [bold]agentstream trace {traced}[/]")
     if ok != len(rows):
-        raise click.ClickException("some requests got no response")
+        fail("some requests got no response")
     if not summary:
-        raise click.ClickException("the sink did not write the demo's decisions to ClickHouse in time")
+        fail("the sink did not write the demo's decisions to ClickHouse in time")
 
 
 DEMO_SUMMARY_SQL = """
@@ -246,7 +248,7 @@ async def _run_script(timeout_s: float, worker: WorkerProcess) -> list[tuple[str
             while not waiter.done():
                 if not worker.alive:
                     waiter.cancel()
-                    raise click.ClickException(f"the worker exited; see {worker.log_path}")
+                    fail(f"the worker exited; see {worker.log_path}")
                 await asyncio.sleep(0.2)
             await waiter
         return [(text, results.get(rid)) for text, rid in sent]

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
-import io
 import json
 import logging
 import signal
@@ -19,43 +17,13 @@ from typing import Any
 
 import click
 from faust.cli import AppCommand, argument, option
-from rich.console import Console
-from rich.table import Table
 from rich.tree import Tree
 
 from streams.app import app
+from streams.cli_output import console, fail, print_rows
 from streams.topics import DEADLETTER, TRACES
 
-console = Console()
 settings = app.agentstream_settings  # type: ignore[attr-defined]
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="milliseconds")
-    return str(value)
-
-
-def print_rows(title: str, columns: list[str], rows: list[tuple[Any, ...]], fmt: str = "table") -> None:
-    if fmt == "json":
-        for r in rows:
-            click.echo(json.dumps(dict(zip(columns, r, strict=True)), default=str, ensure_ascii=False))
-        return
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(columns)
-        writer.writerows([[_cell(v) for v in r] for r in rows])
-        click.echo(buf.getvalue(), nl=False)
-        return
-    table = Table(title=title)
-    for c in columns:
-        table.add_column(c, overflow="fold")
-    for r in rows:
-        table.add_row(*(_cell(v) for v in r))
-    console.print(table)
 
 
 @app.command(
@@ -116,7 +84,7 @@ async def query(self: AppCommand, sql: str, fmt: str) -> None:
     try:
         columns, rows = await asyncio.to_thread(run_query, sql, clickhouse_url=settings.clickhouse_url)
     except (QueryError, ReadOnlyViolation) as exc:
-        raise click.ClickException(str(exc)) from None
+        fail(str(exc))
     print_rows("query", columns, rows, fmt)
 
 
@@ -155,7 +123,7 @@ async def trace(self: AppCommand, request_id: str, as_json: bool) -> None:
 
     tree = await asyncio.to_thread(trace_tree, settings.clickhouse_url, request_id)
     if tree is None:
-        raise click.ClickException(f"request {request_id} not found in ClickHouse")
+        fail(f"request {request_id} not found in ClickHouse")
     if as_json:
         click.echo(json.dumps(tree, default=str, indent=2))
         return

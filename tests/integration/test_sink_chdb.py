@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -366,16 +367,20 @@ def test_grafana_dashboard_queries_run(client: Any) -> None:
 def test_cli_query_and_trace(client: Any, url: str) -> None:
     _fill(client)
     client.close()  # let the CLI process open the directory
+    env = {**os.environ, "CLICKHOUSE_URL": url}
     run = lambda *args: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "sinks", "--clickhouse-url", url, *args],
+        [sys.executable, "-m", "streams.cli", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
-    out = run("query", "SELECT count() AS n FROM agentstream.decisions FINAL")
+    out = run("query", "SELECT count() AS n FROM agentstream.decisions FINAL", "--format", "csv")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["==", "result", "n", "41"]
-    out = run("trace", "q-req-99")
-    assert out.returncode == 0 and "chat sim-small" in out.stdout and "REDACTED:CARD" in out.stdout
-    assert run("query", "DROP TABLE agentstream.decisions").returncode != 0
+    assert out.stdout.split() == ["n", "41"]
+    out = run("query", "DROP TABLE agentstream.decisions")
+    assert out.returncode != 0 and "read-only" in (out.stdout + out.stderr).lower()
+    out = run("trace", "q-req-99", "--json")
+    assert out.returncode == 0, out.stderr
+    assert "chat sim-small" in out.stdout and "REDACTED:CARD" in out.stdout
