@@ -93,3 +93,31 @@ async def test_bad_events_go_to_the_dead_letter_topic_and_duplicates_are_answere
     assert "bad marker" in letters[0].reason
     assert "expected Request, got Routed" in letters[1].reason
     assert "Request" in letters[2].reason and letters[2].reason.startswith("undecodable")
+
+
+def test_the_readme_demo_runs_end_to_end(bootstrap: str, tmp_path) -> None:
+    """`agentstream demo` as the README runs it, isolated in its own namespace and data dir."""
+    import os
+    import subprocess
+    import sys
+
+    from streams.settings import REPO_ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTSTREAM_", "CLICKHOUSE_URL"))}
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "AGENTSTREAM_NAMESPACE": f"-demo{uuid.uuid4().hex[:8]}",
+            "AGENTSTREAM_DATA_DIR": str(tmp_path),
+        }
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "demo"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "20/20 answered" in out.stdout
+    assert "read back from ClickHouse" in out.stdout
+    for status in ("ok", "escalated", "blocked", "error", "degraded"):
+        assert f"│ {status}" in out.stdout, status
+    assert "agentstream trace " in out.stdout
