@@ -132,3 +132,14 @@ async def resume_unfinished() -> None:
 async def _stop_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
     name = channels.routed.get_topic_name()
     runner.revoke({tp.partition for tp in revoked if tp.topic == name})
+
+
+@app.timer(interval=60.0)
+async def expire_sessions() -> None:
+    """Drops sessions idle past their TTL (1 h) with nothing queued, on the partitions we own."""
+    if app.rebalancing or not app.tables.recovery.completed.is_set():
+        return
+    now = now_ms()
+    for sid, s in list(sessions.items()):
+        if s and state.expired(s, now) and _owned(runner.part(sid)):
+            del sessions[sid]

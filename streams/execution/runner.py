@@ -93,24 +93,24 @@ class TaskRunner:
         """Starts runners for every owned session with unfinished tasks (after recovery)."""
         started = 0
         for sid, s in list(self.sessions.items()):
-            if s and s.get("queue") and sid not in self.inflight and self.owned(self._part(sid)):
+            if s and s.get("queue") and sid not in self.inflight and self.owned(self.part(sid)):
                 self.kick(sid)
                 started += 1
         return started
 
     def revoke(self, partitions: set[int]) -> None:
         for sid, task in list(self.inflight.items()):
-            if self._part(sid) in partitions:
+            if self.part(sid) in partitions:
                 task.cancel()
 
-    def _part(self, session_id: str) -> int:
+    def part(self, session_id: str) -> int:
         return partition_for(session_id, self.partitions)
 
     async def _run(self, sid: str) -> None:
         try:
             while True:
                 task = state.current_task(self.sessions.get(sid))
-                if task is None or not self.owned(self._part(sid)):
+                if task is None or not self.owned(self.part(sid)):
                     return
                 await self._drive(sid, task)
         except asyncio.CancelledError:
@@ -127,7 +127,7 @@ class TaskRunner:
         return task["steps"]
 
     def _write_step(self, sid: str, request_id: str, step: dict[str, Any]) -> None:
-        if not self.owned(self._part(sid)):
+        if not self.owned(self.part(sid)):
             raise asyncio.CancelledError
         self.sessions[sid] = state.record_step(self.sessions[sid], request_id, step, now_ms())
 
@@ -354,7 +354,7 @@ class TaskRunner:
         )
         span.set_attribute("agentstream.task.status", fin.status)
         await self.emit(executed, headers_with_context(span))
-        if not self.owned(self._part(sid)):
+        if not self.owned(self.part(sid)):
             raise asyncio.CancelledError
         self.sessions[sid] = state.finish_task(
             self.sessions[sid], request_id, fin.status, answer, fin.hold, now_ms()

@@ -115,3 +115,15 @@ def test_context_is_trimmed_oldest_first_and_counted() -> None:
     budget = len(domain.system_prompt) + len("hi") + 60
     msgs, trimmed = build_messages(domain, history, [], "hi", [], [], max_context_chars=budget)
     assert trimmed == 100 and [m["content"] for m in msgs[1:]] == ["b" * 50, "hi"]
+
+
+def test_sessions_expire_only_when_idle_and_empty() -> None:
+    from streams import sessions as state
+
+    s, fresh = state.enqueue(None, {"request_id": "r", "session_id": "s", "user_id": "u", "tenant_id": "t"}, 0)
+    assert fresh and not state.expired(s, state.SESSION_TTL_MS + 1), "a queued task keeps it alive"
+    again, fresh = state.enqueue(s, {"request_id": "r", "session_id": "s", "user_id": "u", "tenant_id": "t"}, 5)
+    assert not fresh and len(again["queue"]) == 1, "a request id is taken in once"
+    s["queue"].clear()
+    assert not state.expired(s, state.SESSION_TTL_MS - 1)
+    assert state.expired(s, state.SESSION_TTL_MS + 1)

@@ -1,0 +1,98 @@
+"""The task runner against an in-memory table: breaker, fallback, resume from a recorded step."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict, replace
+from typing import Any
+
+from streams import sessions as state
+from streams.config import load_config
+from streams.execution.runner import FALLBACK_ANSWER, TaskRunner
+from streams.execution.tools import ToolLedger
+from streams.llm.base import ChatRequest, ChatResponse, ProviderUnavailable
+from streams.llm.simulator import SimulatedProvider, SimulatorConfig
+from streams.records import Executed, Routed
+
+CFG = load_config()
+
+
+def routed(rid: str, sid: str, text: str, domain: str = "billing") -> dict[str, Any]:
+    return asdict(
+        Routed(
+            request_id=rid, session_id=sid, user_id="u", tenant_id="t", text=text, language="en",
+            domain=domain, model="sim-large", max_tokens=256, complexity="low", rollout_arm="control",
+            config_version=CFG.version, notes=[], context=[], created_ms=1, routed_ms=1,
+        )
+    )
+
+
+class Down:
+    """A provider that is always unavailable, counting the calls that reach it."""
+
+    name = "down"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        self.calls += 1
+        raise ProviderUnavailable("connection refused")
+
+
+def make_runner(provider: Any, tmp_path, **cfg_changes: Any) -> tuple[TaskRunner, dict, list]:
+    table: dict[str, Any] = {}
+    out: list[Executed] = []
+
+    async def emit(ex: Executed, headers: dict[str, bytes]) -> None:
+        out.append(ex)
+
+    cfg = replace(CFG, execution=replace(CFG.execution, retry_base_delay_s=0.001, **cfg_changes))
+    runner = TaskRunner(
+        sessions=table, emit=emit, provider=provider, cfg=cfg, ledger=ToolLedger(tmp_path / "l.jsonl"),
+        partitions=4, owned=lambda p: True, crash=lambda exc: (_ for _ in ()).throw(exc),
+    )
+    return runner, table, out
+
+
+async def run_all(runner: TaskRunner, table: dict, items: list[dict[str, Any]]) -> None:
+    for r in items:
+        table[r["session_id"]], _ = state.enqueue(table.get(r["session_id"]), r, 0)
+        runner.kick(r["session_id"])
+        await asyncio.gather(*runner.inflight.values())
+
+
+async def test_breaker_opens_after_failures_and_answers_fallback(tmp_path) -> None:
+    provider = Down()
+    runner, table, out = make_runner(provider, tmp_path, breaker_failures=2, breaker_cooldown_s=60)
+    await run_all(runner, table, [routed(f"r{i}", "s1", "Where is my order?") for i in range(4)])
+    assert [e.status for e in out] == ["degraded", "degraded", "fallback", "fallback"]
+    assert provider.calls == 2 * CFG.execution.llm_attempts, "an open breaker sends nothing"
+    assert all(e.answer == FALLBACK_ANSWER for e in out)
+    assert "circuit breaker open" in out[2].reasons[0]
+    assert runner.breakers.get("down", "sim-large").trips == 1
+
+
+async def test_a_task_resumes_at_its_last_recorded_step(tmp_path) -> None:
+    sim = SimulatedProvider(SimulatorConfig(latency_ms_mean=1))
+    runner, table, out = make_runner(sim, tmp_path)
+    item = routed("r-resume", "s2", "Please refund $40 for order 1234")
+    await run_all(runner, table, [item])
+    finished = table["s2"]["history"][0]["steps"]
+    assert [s["kind"] for s in finished] == ["llm_call", "tool_call", "tool_result", "llm_call"]
+
+    # A second worker finds the task with only its first two steps recorded (the tool call had
+    # started when the first one died) and finishes it: same steps, the refund not run again.
+    runner2, table2, out2 = make_runner(sim, tmp_path)
+    table2["s2"], _ = state.enqueue(None, item, 0)
+    for step in finished[:2]:
+        table2["s2"] = state.record_step(table2["s2"], "r-resume", {**step, "status": "started"} if step["kind"] == "tool_call" else step, 0)
+    runner2.kick("s2")
+    await asyncio.gather(*runner2.inflight.values())
+    resumed = table2["s2"]["history"][0]["steps"]
+    assert [s["kind"] for s in resumed] == ["llm_call", "tool_call", "tool_result", "llm_call"]
+    assert resumed[0] == finished[0] and resumed[1]["idempotency_key"] == finished[1]["idempotency_key"]
+    assert json.loads(resumed[2]["result"]) == json.loads(finished[2]["result"])
+    assert len(ToolLedger(tmp_path / "l.jsonl").executions()) == 1
+    assert out2[0].status == "ok" and out2[0].answer == out[0].answer
