@@ -9,6 +9,10 @@ from streams.topics import ensure_topics
 
 
 class AgentStreamApp(faust.App):
+    """faust.App that knows its settings and creates its topics before it starts."""
+
+    agentstream_settings: Settings
+
     async def on_first_start(self) -> None:
         # Topics first, with their partition counts: auto-created topics break co-partitioning.
         await ensure_topics(self.agentstream_settings)
@@ -38,7 +42,7 @@ def create_app(settings: Settings) -> AgentStreamApp:
         key_serializer="raw",
         value_serializer="raw",
     )
-    app.agentstream_settings = settings  # type: ignore[attr-defined]
+    app.agentstream_settings = settings
     return app
 
 

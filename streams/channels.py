@@ -5,7 +5,7 @@ from __future__ import annotations
 from streams import topics as t
 from streams.app import app
 
-_settings = app.agentstream_settings  # type: ignore[attr-defined]
+_settings = app.agentstream_settings
 
 
 def _topic(name: str):

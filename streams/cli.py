@@ -33,7 +33,7 @@ from streams.worker import app
 # Faust ships a `send` for raw values; ours publishes a request and waits for its answer.
 faust_cli.commands.pop("send", None)
 
-settings = app.agentstream_settings  # type: ignore[attr-defined]
+settings = app.agentstream_settings
 
 
 def kafka_launcher() -> ModuleType:

@@ -23,7 +23,7 @@ from streams.app import app
 from streams.cli_output import console, fail, print_rows
 from streams.topics import DEADLETTER, TRACES
 
-settings = app.agentstream_settings  # type: ignore[attr-defined]
+settings = app.agentstream_settings
 
 
 @app.command(

@@ -21,7 +21,7 @@ from streams.runtime import pipeline_config, provider, redactor, tool_ledger, tr
 from streams.tables import sessions
 from streams.telemetry import request_attributes, stage_span, traceparent_of
 
-_settings = app.agentstream_settings  # type: ignore[attr-defined]
+_settings = app.agentstream_settings
 _started = time.monotonic()
 
 
