@@ -105,8 +105,11 @@ async def report(self: AppCommand, minutes: float, since: str | None, until: str
         click.echo(json.dumps(tables, default=str))
         return
     for name, rows in tables.items():
-        cols = list(rows[0]) if rows else ["(no rows)"]
-        print_rows(name, cols, [tuple(r.values()) for r in rows])
+        if len(rows) == 1:  # one row reads better as metric / value
+            print_rows(name, ["metric", "value"], list(rows[0].items()))
+        else:
+            cols = list(rows[0]) if rows else ["(no rows)"]
+            print_rows(name, cols, [tuple(r.values()) for r in rows])
 
 
 def _when(value: str | None) -> datetime | None:
