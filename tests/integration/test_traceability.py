@@ -17,6 +17,7 @@ import pytest_asyncio
 
 from sinks.analytics import run_query
 from streams.codecs import get_codec
+from streams.config import DEFAULT_CONFIG, load_config
 from streams.processes import WorkerProcess
 from streams.records import Executed, Response
 from streams.replay import replay
@@ -161,8 +162,6 @@ async def test_replay_with_recorded_answers_reproduces_every_decision(run: Run, 
 
 
 async def test_shadow_run_with_a_candidate_config_reports_the_differences(run: Run, tmp_path: Path) -> None:
-    from streams.config import DEFAULT_CONFIG
-
     candidate = tmp_path / "candidate.toml"
     text = DEFAULT_CONFIG.read_text()
     assert "refund_hold_above = 100.0" in text
@@ -174,6 +173,7 @@ async def test_shadow_run_with_a_candidate_config_reports_the_differences(run: R
     report = await replay(
         run.pipeline.settings, workdir=tmp_path / "shadow", candidate_config=candidate, timeout_s=240
     )
+
     def refunds_of(amount: int) -> set[str]:
         return {
             rid for rid, ex in run.executed.items()
@@ -186,8 +186,6 @@ async def test_shadow_run_with_a_candidate_config_reports_the_differences(run: R
     assert refund_40 and status_changed == refund_40, "the $40 refunds are now held for review"
     assert refund_250 and reason_only == refund_250, "the $250 holds now cite the $30 threshold"
     assert all(c.replayed and c.replayed.status == "escalated" for c in report.comparisons if c.request_id in refund_40)
-    from streams.config import load_config
-
     summary = report.summary(load_config(), load_config(candidate))
     assert summary["escalations_replay"] == summary["escalations_original"] + len(refund_40)
     assert summary["agreement"] == (240 - len(refund_40) - len(refund_250)) / 240
