@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -16,8 +16,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="AGENTSTREAM_", frozen=True, populate_by_name=True)
 
+    # The local broker's port (`agentstream kafka up`); the default bootstrap points at it.
+    kafka_port: int = 9092
     kafka_bootstrap_servers: str = Field(
-        "127.0.0.1:9092",
+        "",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "AGENTSTREAM_KAFKA_BOOTSTRAP_SERVERS"),
     )
     # Suffix appended to every topic and the app id so tests and replays stay isolated.
@@ -51,6 +53,12 @@ class Settings(BaseSettings):
     sim_rate_limit_rate: float = 0.0
     sim_timeout_rate: float = 0.0
     sim_empty_rate: float = 0.0
+
+    @model_validator(mode="after")
+    def _local_broker_by_default(self) -> Settings:
+        if not self.kafka_bootstrap_servers:
+            object.__setattr__(self, "kafka_bootstrap_servers", f"127.0.0.1:{self.kafka_port}")
+        return self
 
     @property
     def app_id(self) -> str:
