@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,8 @@ class PipelineConfig:
     policy: PolicyConfig
     models: dict[str, ModelConfig]
     domains: dict[str, DomainConfig]
+    # Extra or overriding redaction patterns, label -> regex ("" switches a default off).
+    redaction_patterns: dict[str, str] = field(default_factory=dict)
 
     def model_for(self, key: str) -> ModelConfig:
         return self.models[key]
@@ -94,6 +96,7 @@ def parse_config(raw: dict[str, Any]) -> PipelineConfig:
             ),
             models=models,
             domains=domains,
+            redaction_patterns={str(k): str(v) for k, v in raw.get("redaction", {}).get("patterns", {}).items()},
         )
     except (KeyError, TypeError) as exc:
         raise ConfigError(f"invalid agentstream config: {exc!r}") from exc

@@ -72,4 +72,4 @@ def tracer() -> Tracer:
 
 @cache
 def redactor() -> Redactor:
-    return Redactor(enabled=get_settings().redaction)
+    return Redactor(pipeline_config().redaction_patterns, enabled=get_settings().redaction)

@@ -72,3 +72,13 @@ def test_rollout_arm_is_stable_and_proportional() -> None:
     share = arms.count("candidate") / len(arms)
     assert 0.15 < share < 0.25
     assert rollout_arm("anyone", 0) == "control" and rollout_arm("anyone", 100) == "candidate"
+
+
+def test_config_redaction_patterns_extend_the_defaults() -> None:
+    from streams.redaction import Redactor
+
+    assert "IBAN" in CFG.redaction_patterns
+    redact = Redactor(CFG.redaction_patterns).redact
+    out = redact("refund to DE89 3704 0044 0532 0130 00, mail jane@example.com")
+    assert out == "refund to [REDACTED:IBAN], mail [REDACTED:EMAIL]"
+    assert Redactor({"EMAIL": ""}).redact("jane@example.com") == "jane@example.com"
