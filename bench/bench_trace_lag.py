@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer
 from sinks.analytics import run_query
 from streams.client import AgentStreamClient
 from streams.codecs import get_codec
-from streams.processes import WorkerProcess
+from streams.processes import WorkerProcess, environment_for
 from streams.records import Span
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -43,14 +43,7 @@ async def main(rate: float, seconds: float) -> None:
     )
     url = f"chdb://{tmp / 'clickhouse'}"
     await ensure_topics(settings)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AGENTSTREAM_")},
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "AGENTSTREAM_NAMESPACE": settings.namespace,
-        "AGENTSTREAM_DATA_DIR": str(tmp),
-        "AGENTSTREAM_SIM_LATENCY_MS": "100",
-        "CLICKHOUSE_URL": url,
-    }
+    env = environment_for(settings, AGENTSTREAM_SIM_LATENCY_MS="100", CLICKHOUSE_URL=url)
     worker = WorkerProcess.spawn(env, tmp / "worker.log")
     sink = WorkerProcess.spawn_sink(env, tmp / "sink.log")
     span_end: dict[str, float] = {}

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from streams.client import AgentStreamClient
-from streams.processes import WorkerProcess
+from streams.processes import WorkerProcess, environment_for
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -32,14 +32,11 @@ async def run_arm(bootstrap: str, tracing: bool, n: int, tmp: Path) -> float:
         data_dir=tmp / str(tracing),
     )
     await ensure_topics(settings)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AGENTSTREAM_")},
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "AGENTSTREAM_NAMESPACE": settings.namespace,
-        "AGENTSTREAM_DATA_DIR": str(settings.data_dir),
-        "AGENTSTREAM_SIM_LATENCY_MS": "20",
-        "AGENTSTREAM_TRACING": "true" if tracing else "false",
-    }
+    env = environment_for(
+        settings,
+        AGENTSTREAM_SIM_LATENCY_MS="20",
+        AGENTSTREAM_TRACING="true" if tracing else "false",
+    )
     worker = WorkerProcess.spawn(env, settings.data_dir / "worker.log")
     try:
         await worker.wait_ready()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.settings import REPO_ROOT
+from streams.settings import REPO_ROOT, Settings
 
 WORKER_READY = "[^Worker]: Ready"
 SINK_READY = "sink ready:"
@@ -74,3 +75,24 @@ class WorkerProcess:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def environment_for(settings: Settings, **extra: str) -> dict[str, str]:
+    """This process's environment with our own variables replaced by `settings` (and `extra`).
+
+    Child workers read their settings from the environment; inherited AGENTSTREAM_* or
+    CLICKHOUSE_URL values from the caller must not leak into an isolated namespace.
+    """
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AGENTSTREAM_", "CLICKHOUSE_URL"))
+    }
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "AGENTSTREAM_NAMESPACE": settings.namespace,
+            "AGENTSTREAM_PARTITIONS": str(settings.partitions),
+            "AGENTSTREAM_DATA_DIR": str(settings.data_dir),
+            **extra,
+        }
+    )
+    return env

@@ -24,7 +24,7 @@ from streams import topics
 from streams.codecs import DecodeError, get_codec
 from streams.config import PipelineConfig, load_config
 from streams.llm.recorded import recordings_from_steps
-from streams.processes import WorkerProcess
+from streams.processes import WorkerProcess, environment_for
 from streams.records import Executed, Request, Response
 from streams.settings import Settings
 from streams.topic_reader import read_all, read_range
@@ -161,14 +161,7 @@ async def replay(
         data_dir=workdir,
     )
     await ensure_topics(target)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AGENTSTREAM_")},
-        "KAFKA_BOOTSTRAP_SERVERS": source.kafka_bootstrap_servers,
-        "AGENTSTREAM_NAMESPACE": report.namespace,
-        "AGENTSTREAM_PARTITIONS": str(source.partitions),
-        "AGENTSTREAM_DATA_DIR": str(workdir),
-        "AGENTSTREAM_TOOLS_LEDGER": str(workdir / "tools-ledger.jsonl"),
-    }
+    env = environment_for(target, AGENTSTREAM_TOOLS_LEDGER=str(workdir / "tools-ledger.jsonl"))
     if candidate_config:
         env["AGENTSTREAM_CONFIG_FILE"] = str(candidate_config)
         env["AGENTSTREAM_LLM_PROVIDER"] = os.environ.get("AGENTSTREAM_LLM_PROVIDER", source.llm_provider)

@@ -23,6 +23,7 @@ from streams.telemetry import request_attributes, stage_span, traceparent_of
 
 _settings = app.agentstream_settings
 _started = time.monotonic()
+_assigned_at: list[float] = []  # when partitions were last assigned (for the rebuild log line)
 
 
 def _owned(partition: int) -> bool:
@@ -120,12 +121,19 @@ async def resume_unfinished() -> None:
     if not runner.recovered:
         runner.recovered = True
         log.warning(
-            "sessions table rebuilt: keys=%d digest=%s after %.2fs",
+            "sessions table rebuilt: keys=%d digest=%s after %.2fs (%.2fs after assignment)",
             len(sessions), table_digest(sessions), time.monotonic() - _started,
+            time.monotonic() - (_assigned_at[-1] if _assigned_at else _started),
         )
     started = runner.resume_all()
     if started:
         log.info("resumed %d session(s) with unfinished tasks", started)
+
+
+@app.on_partitions_assigned.connect
+async def _note_assignment(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+    _assigned_at.append(time.monotonic())
+    del _assigned_at[:-1]
 
 
 @app.on_partitions_revoked.connect

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterable
@@ -16,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from streams.client import AgentStreamClient
 from streams.codecs import get_codec
-from streams.processes import WorkerProcess
+from streams.processes import WorkerProcess, environment_for
 from streams.records import Response
 from streams.settings import Settings
 from streams.topic_reader import read_all
@@ -42,21 +41,13 @@ class Pipeline:
         return self.tmp / "tools-ledger.jsonl"
 
     def env(self) -> dict[str, str]:
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith("AGENTSTREAM_")
-        }
-        env.update(
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-                "AGENTSTREAM_NAMESPACE": self.namespace,
-                "AGENTSTREAM_DATA_DIR": str(self.tmp),
-                "AGENTSTREAM_TOOLS_LEDGER": str(self.ledger_path),
-                "AGENTSTREAM_SESSION_TIMEOUT_S": "6",
-                "AGENTSTREAM_SIM_LATENCY_MS": "50",
-                **self.env_extra,
-            }
+        return environment_for(
+            self.settings,
+            AGENTSTREAM_TOOLS_LEDGER=str(self.ledger_path),
+            AGENTSTREAM_SESSION_TIMEOUT_S="6",
+            AGENTSTREAM_SIM_LATENCY_MS="50",
+            **self.env_extra,
         )
-        return env
 
     async def create_topics(self) -> None:
         await ensure_topics(self.settings)

@@ -11,7 +11,7 @@ import time
 
 from tests.integration.harness import Pipeline
 
-DIGEST = re.compile(r"sessions table rebuilt: keys=(\d+) digest=(\w+) after ([\d.]+)s")
+DIGEST = re.compile(r"sessions table rebuilt: keys=(\d+) digest=(\w+) after ([\d.]+)s")  # prefix of the line
 
 
 def digest(state: dict) -> str:

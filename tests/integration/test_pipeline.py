@@ -97,19 +97,16 @@ async def test_bad_events_go_to_the_dead_letter_topic_and_duplicates_are_answere
 
 def test_the_readme_demo_runs_end_to_end(bootstrap: str, tmp_path) -> None:
     """`agentstream demo` as the README runs it, isolated in its own namespace and data dir."""
-    import os
     import subprocess
     import sys
 
-    from streams.settings import REPO_ROOT
+    from streams.processes import environment_for
+    from streams.settings import REPO_ROOT, Settings
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTSTREAM_", "CLICKHOUSE_URL"))}
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "AGENTSTREAM_NAMESPACE": f"-demo{uuid.uuid4().hex[:8]}",
-            "AGENTSTREAM_DATA_DIR": str(tmp_path),
-        }
+    env = environment_for(
+        Settings(
+            kafka_bootstrap_servers=bootstrap, namespace=f"-demo{uuid.uuid4().hex[:8]}", data_dir=tmp_path
+        )
     )
     out = subprocess.run(
         [sys.executable, "-m", "streams.cli", "demo"],
