@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,16 +21,38 @@ def _launcher():
     return mod
 
 
+def _docker_answers() -> bool:
+    try:
+        import docker  # installed with testcontainers
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:  # no engine, no socket, no permission: all mean "no"
+        return False
+
+
 @pytest.fixture(scope="session")
-def bootstrap() -> str:
-    """KAFKA_BOOTSTRAP_SERVERS if set, else the local launcher's broker (started if needed)."""
+def bootstrap() -> Iterator[str]:
+    """The broker the integration tests talk to; a missing one fails, never skips.
+
+    KAFKA_BOOTSTRAP_SERVERS if set; with AGENTSTREAM_TEST_KAFKA=docker and a Docker engine that
+    answers, a testcontainers KRaft broker; otherwise the local launcher's broker (started if
+    needed, as `.ci/run` does).
+    """
     servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if servers:
         launcher = _launcher()
         host, _, port = servers.split(",")[0].rpartition(":")
         assert launcher.probe(host, int(port)), f"no Kafka broker answers at {servers}"
-        return servers
-    return _launcher().up()
+        yield servers
+    elif os.environ.get("AGENTSTREAM_TEST_KAFKA") == "docker":
+        assert _docker_answers(), "AGENTSTREAM_TEST_KAFKA=docker but no Docker engine answers"
+        from testcontainers.community.kafka import KafkaContainer
+
+        with KafkaContainer("confluentinc/cp-kafka:7.9.0").with_kraft() as kafka:
+            yield kafka.get_bootstrap_server()
+    else:
+        yield _launcher().up()
 
 
 @pytest.fixture
