@@ -41,5 +41,5 @@ class SpanPump(mode.Service):
         try:
             await self._drain()
             await app.producer.flush()
-        except Exception as exc:
+        except Exception as exc:  # stopping anyway; say what was lost
             log.warning("spans not published at shutdown: %r", exc)

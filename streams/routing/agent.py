@@ -44,7 +44,7 @@ async def handle(req: Request, event: Any) -> None:
     with stage_span(tracer(), topic, "router", event.headers, request_attributes(req)) as span:
         try:
             decision = route(req, cfg)
-        except Exception as exc:
+        except Exception as exc:  # one bad request must not stop the stage
             await dead_letter(event, f"router failed on request {req.request_id}: {exc!r}")
             mark_error(span, type(exc).__name__, str(exc))
             decision = terminal_response(req, "error", f"internal error while routing: {exc}", cfg.version)
