@@ -41,13 +41,12 @@ class Pipeline:
         return self.tmp / "tools-ledger.jsonl"
 
     def env(self) -> dict[str, str]:
-        return environment_for(
-            self.settings,
-            AGENTSTREAM_TOOLS_LEDGER=str(self.ledger_path),
-            AGENTSTREAM_SESSION_TIMEOUT_S="6",
-            AGENTSTREAM_SIM_LATENCY_MS="50",
-            **self.env_extra,
-        )
+        defaults = {
+            "AGENTSTREAM_TOOLS_LEDGER": str(self.ledger_path),
+            "AGENTSTREAM_SESSION_TIMEOUT_S": "6",
+            "AGENTSTREAM_SIM_LATENCY_MS": "50",
+        }
+        return environment_for(self.settings, **{**defaults, **self.env_extra})
 
     async def create_topics(self) -> None:
         await ensure_topics(self.settings)
