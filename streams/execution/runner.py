@@ -10,6 +10,7 @@ finds the unfinished task in the rebuilt table and resumes it at its last record
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -184,7 +185,11 @@ class TaskRunner:
         ex = self.cfg.execution
         model = routed["model"]
         step = llm_step(index, model)
-        step["arguments"] = json.dumps(messages, ensure_ascii=False)
+        prompt = json.dumps(messages, ensure_ascii=False)
+        # The prompt itself goes to the LLM span (and ClickHouse); the task state keeps only its
+        # digest, so session values (and their changelog) stay small and a replay can tell
+        # whether it sent the same prompt.
+        step["arguments"] = "sha256:" + hashlib.sha256(prompt.encode()).hexdigest()[:32]
         domain = self.cfg.domains[routed["domain"]]
         input_trimmed = any(n.startswith("input truncated") for n in routed["notes"])
         attributes = {
@@ -199,7 +204,7 @@ class TaskRunner:
             **ids_attributes(routed),
         }
         if self.capture_content:
-            attributes["gen_ai.input.messages"] = self.redact(step["arguments"])
+            attributes["gen_ai.input.messages"] = self.redact(prompt)
         with self.tracer.start_as_current_span(
             f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes
         ) as span:
