@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import asdict
 from typing import Any
 
 from streams import channels
@@ -102,8 +103,6 @@ async def _reject_unknown_domain(routed: Routed) -> None:
 
 
 def _as_dict(routed: Routed) -> dict[str, Any]:
-    from dataclasses import asdict
-
     return asdict(routed)
 
 
