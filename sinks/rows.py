@@ -252,6 +252,16 @@ def is_final_decision(span: Span) -> bool:
     return span.attributes.get("agentstream.decision.final", "").lower() == "true"
 
 
+def _request_ids(a: Mapping[str, str]) -> list[str]:
+    """request, session, user, tenant: the leading id columns of `llm_calls` and `decisions`."""
+    return [
+        a.get("agentstream.request.id", ""),
+        a.get("agentstream.session.id") or a.get("gen_ai.conversation.id", ""),
+        a.get("agentstream.user.id", ""),
+        a.get("agentstream.tenant.id", ""),
+    ]
+
+
 def llm_call_row(span: Span, redact: Redact | None = None) -> list[Any] | None:
     """The `llm_calls` row for a chat span, or None for any other span."""
     if not is_chat_span(span):
@@ -266,10 +276,7 @@ def llm_call_row(span: Span, redact: Redact | None = None) -> list[Any] | None:
         span.start_time_unix_nano // 1_000_000,  # DateTime64(3) ticks
         span.trace_id,
         span.span_id,
-        a.get("agentstream.request.id", ""),
-        a.get("agentstream.session.id") or a.get("gen_ai.conversation.id", ""),
-        a.get("agentstream.user.id", ""),
-        a.get("agentstream.tenant.id", ""),
+        *_request_ids(a),
         a.get("agentstream.domain", ""),
         a.get("gen_ai.provider.name", ""),
         a.get("gen_ai.request.model", ""),
@@ -309,10 +316,7 @@ def decision_row(span: Span, redact: Redact | None = None) -> list[Any] | None:
         span.end_time_unix_nano // 1_000_000,  # DateTime64(3) ticks
         span.trace_id,
         span.span_id,
-        a.get("agentstream.request.id", ""),
-        a.get("agentstream.session.id") or a.get("gen_ai.conversation.id", ""),
-        a.get("agentstream.user.id", ""),
-        a.get("agentstream.tenant.id", ""),
+        *_request_ids(a),
         a.get("agentstream.route", ""),
         a.get("gen_ai.request.model", ""),
         a.get("agentstream.rollout.arm", ""),
