@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import faust
 
 from streams.settings import Settings, get_settings
@@ -17,6 +20,27 @@ class AgentStreamApp(faust.App):
         # Topics first, with their partition counts: auto-created topics break co-partitioning.
         await ensure_topics(self.agentstream_settings)
         await super().on_first_start()
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        _make_flush_strict(self.producer)
+
+
+def _make_flush_strict(producer: Any) -> None:
+    """Faust commits offsets right after `producer.flush()`, whose buffer drain gives up after
+    0.1 s without progress (PITFALLS): table writes could still be unsent when the offset of the
+    event that caused them is committed. This flush drains the buffer completely, then waits for
+    aiokafka to deliver everything it holds."""
+    buffer = producer.buffer
+    original = buffer.flush
+
+    async def drain() -> None:
+        while buffer.size:
+            await original()
+            if buffer.size:
+                await asyncio.sleep(0.01)
+
+    buffer.flush = drain
 
 
 def create_app(settings: Settings) -> AgentStreamApp:

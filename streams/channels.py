@@ -15,7 +15,7 @@ def _topic(name: str):
 requests = _topic(t.REQUESTS)
 routed = _topic(t.ROUTED)
 executed = _topic(t.EXECUTED)
-responses = _topic(t.RESPONSES)
+outbox = _topic(t.OUTBOX)
 escalations = _topic(t.ESCALATIONS)
 human_decisions = _topic(t.HUMAN_DECISIONS)
 deadletter = _topic(t.DEADLETTER)

@@ -1,8 +1,8 @@
 """The producer API for services: publish a request, await its response.
 
 Plain aiokafka rather than the Faust app: a service that talks to users should not need a worker's
-machinery. Responses are read from the tail of the responses topic without a consumer group, and
-de-duplicated by request id (the pipeline is at-least-once at its edge).
+machinery. Responses are read (committed only) from the tail of the responses topic without a
+consumer group; the pipeline publishes exactly one response per request id.
 """
 
 from __future__ import annotations
@@ -46,8 +46,11 @@ class AgentStreamClient:
             bootstrap_servers=self.bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=2
         )
         await self._producer.start()
+        # Responses are published in Kafka transactions: read only committed ones.
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False
+            bootstrap_servers=self.bootstrap_servers,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
         )
         await self._consumer.start()
         parts = self._consumer.partitions_for_topic(self.responses_topic)

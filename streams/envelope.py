@@ -15,13 +15,19 @@ log = logging.getLogger("agentstream")
 T = TypeVar("T")
 
 
-async def publish(topic: Any, record: Any, headers: dict[str, bytes] | None = None) -> None:
+async def publish(
+    topic: Any, record: Any, headers: dict[str, bytes] | None = None, *, wait: bool = False
+) -> None:
     """Keyed by session id: one session stays on one partition, in order.
 
     `headers` are built fresh per message (the trace context of the span that decided it), never
-    copied from the input, so a stale `traceparent` is replaced rather than appended.
+    copied from the input, so a stale `traceparent` is replaced rather than appended. With `wait`
+    it returns only once the broker has the record (needed outside stream iteration, where no
+    offset commit flushes the producer first).
     """
-    await topic.send(key=record.session_id.encode(), value=get_codec().encode(record), headers=headers or {})
+    fut = await topic.send(key=record.session_id.encode(), value=get_codec().encode(record), headers=headers or {})
+    if wait:
+        await fut
 
 
 async def dead_letter(event: Any, reason: str) -> None:

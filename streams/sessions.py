@@ -6,12 +6,17 @@ Values are plain dicts so the changelog is readable by any consumer and by `agen
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 SESSION_TTL_MS = 3_600_000
 MAX_TURNS = 20
 MAX_IDS = 1000
 MAX_HISTORY = 20
+SEEN_WINDOW_MS = 24 * 3_600_000
+# Under the producer's 1 MB request limit with room for the record's framing: a session value
+# larger than this is trimmed (oldest history first) before it is written to the changelog.
+MAX_SESSION_BYTES = 512 * 1024
 
 Session = dict[str, Any]
 
@@ -25,8 +30,7 @@ def new_session(session_id: str, user_id: str, tenant_id: str) -> Session:
         "queue": [],
         "history": [],
         "holds": [],
-        "handled": [],
-        "responded": [],
+        "handled": {},  # request id -> taken in (ms); kept for the dedup window
         "last_activity_ms": 0,
         "expires_ms": 0,
     }
@@ -37,26 +41,38 @@ def touch(s: Session, now: int) -> None:
     s["expires_ms"] = now + SESSION_TTL_MS
 
 
-def _remember(ids: list[str], request_id: str) -> None:
-    ids.append(request_id)
-    del ids[:-MAX_IDS]
+def _remember(seen: dict[str, int], request_id: str, now: int, window_ms: int) -> None:
+    """Remembers an id; forgets ids older than the window, and the oldest past MAX_IDS."""
+    seen[request_id] = now
+    cutoff = now - window_ms
+    for rid in [r for r, t in seen.items() if t < cutoff]:
+        del seen[rid]
+    while len(seen) > MAX_IDS:
+        del seen[next(iter(seen))]
 
 
 def enqueue(
-    s: Session | None, routed: dict[str, Any], now: int, traceparent: str = ""
+    s: Session | None,
+    routed: dict[str, Any],
+    now: int,
+    traceparent: str = "",
+    window_ms: int = SEEN_WINDOW_MS,
 ) -> tuple[Session, bool]:
     """Adds a routed request as a task; False when this request id was already taken in."""
     s = copy.deepcopy(s) if s else new_session(routed["session_id"], routed["user_id"], routed["tenant_id"])
+    if isinstance(s.get("handled"), list):  # values written before the dedup window existed
+        s["handled"] = dict.fromkeys(s["handled"], now)
+    s.pop("responded", None)
     rid = routed["request_id"]
-    if rid in s["handled"]:
+    if rid in s["handled"] or any(t["request_id"] == rid for t in s["queue"]):
         return s, False
-    _remember(s["handled"], rid)
+    _remember(s["handled"], rid, now, window_ms)
     # The trace context is kept with the task so a resumed task continues the same trace.
     s["queue"].append(
         {"request_id": rid, "routed": routed, "status": "queued", "steps": [], "traceparent": traceparent}
     )
     touch(s, now)
-    return s, True
+    return cap_size(s), True
 
 
 def current_task(s: Session | None) -> dict[str, Any] | None:
@@ -93,18 +109,25 @@ def finish_task(
     del s["conversation"][:-MAX_TURNS]
     if hold:
         s["holds"].append({"request_id": request_id, **hold})
+        del s["holds"][:-MAX_HISTORY]
     touch(s, now)
+    return cap_size(s)
+
+
+def cap_size(s: Session, max_bytes: int = MAX_SESSION_BYTES) -> Session:
+    """Keeps a session value under `max_bytes` of JSON: finished history goes first (oldest
+    first), then the oldest conversation turns. The trim is recorded in the value."""
+    size = len(json.dumps(s, ensure_ascii=False).encode())
+    if size <= max_bytes:
+        return s
+    trimmed = 0
+    for key in ("history", "conversation"):
+        while s[key] and size > max_bytes:
+            s[key].pop(0)
+            trimmed += 1
+            size = len(json.dumps(s, ensure_ascii=False).encode())
+    s["trimmed"] = {"entries": s.get("trimmed", {}).get("entries", 0) + trimmed, "bytes": size}
     return s
-
-
-def mark_responded(s: Session | None, request_id: str, ids: tuple[str, str, str], now: int) -> tuple[Session, bool]:
-    """Verifier side of idempotency: False when a response for this request id already went out."""
-    s = copy.deepcopy(s) if s else new_session(*ids)
-    if request_id in s["responded"]:
-        return s, False
-    _remember(s["responded"], request_id)
-    touch(s, now)
-    return s, True
 
 
 def expired(s: Session, now: int) -> bool:

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     config_file: Path | None = None
     data_dir: Path = REPO_ROOT / ".data"
     session_timeout_s: float = 6.0
+    # How long a request id is remembered as seen / answered (duplicates older than this are new).
+    dedup_window_s: float = 24 * 3600.0
     # Demo tools keep their ledger (the "external system") here so a crash cannot hide a double charge.
     tools_ledger: Path | None = None
 

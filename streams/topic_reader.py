@@ -21,7 +21,10 @@ async def read_range(
 ) -> list[ConsumerRecord]:
     """Records of a topic by time (record timestamps, end exclusive) or by offsets (per partition,
     end exclusive), in partition-then-offset order; unbounded sides read to the ends."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    # Committed data only: an aborted transaction's records (the responder's) are not there.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+    )
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()

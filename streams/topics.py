@@ -15,15 +15,17 @@ REQUESTS = "requests"
 ROUTED = "routed"
 EXECUTED = "executed"
 RESPONSES = "responses"
+# Answers waiting to be published exactly once by the responder (internal, at-least-once in).
+OUTBOX = "outbox"
 ESCALATIONS = "escalations"
 HUMAN_DECISIONS = "human-decisions"
 DEADLETTER = "deadletter"
 CONTROL = "control"
 TRACES = "traces"
 
-STREAM_TOPICS = (REQUESTS, ROUTED, EXECUTED, RESPONSES, ESCALATIONS, HUMAN_DECISIONS, DEADLETTER, TRACES)
+STREAM_TOPICS = (REQUESTS, ROUTED, EXECUTED, OUTBOX, RESPONSES, ESCALATIONS, HUMAN_DECISIONS, DEADLETTER, TRACES)
 COMPACTED_TOPICS = (CONTROL,)
-TABLES = ("sessions", "seen")
+TABLES = ("sessions",)
 
 
 @dataclass(frozen=True)

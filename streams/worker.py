@@ -3,7 +3,15 @@
 from streams import span_pump
 from streams.app import app
 from streams.execution import agent as execution_agent
+from streams.responding import service as responding_service
 from streams.routing import agent as routing_agent
 from streams.verification import agent as verification_agent
 
-__all__ = ["app", "execution_agent", "routing_agent", "span_pump", "verification_agent"]
+__all__ = [
+    "app",
+    "execution_agent",
+    "responding_service",
+    "routing_agent",
+    "span_pump",
+    "verification_agent",
+]

@@ -6,6 +6,7 @@ before the offset is committed) and hands the session to the runner.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -33,7 +34,13 @@ def _owned(partition: int) -> bool:
 
 
 async def _emit(executed: Executed, headers: dict[str, bytes] | None = None) -> None:
-    await publish(channels.executed, executed, headers)
+    await publish(channels.executed, executed, headers, wait=True)
+
+
+async def _settled() -> None:
+    """Returns once no rebalance or table recovery is in progress (ownership is known)."""
+    while app.rebalancing or not app.tables.recovery.completed.is_set():
+        await asyncio.sleep(0.05)
 
 
 runner = TaskRunner(
@@ -45,6 +52,8 @@ runner = TaskRunner(
     partitions=_settings.partitions,
     owned=_owned,
     crash=lambda exc: die("domain-runner", exc),
+    settled=_settled,
+    flush=lambda: app.producer.flush(),
     tracer=tracer(),
     redact=redactor().redact,
     capture_content=_settings.capture_content,
@@ -135,10 +144,14 @@ async def _note_assignment(sender: Any, assigned: set[Any], **kwargs: Any) -> No
     del _assigned_at[:-1]
 
 
-@app.on_partitions_revoked.connect
-async def _stop_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+@app.on_partitions_assigned.connect
+async def _stop_moved(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+    """Runners of sessions whose partition went to another worker stop; the others carry on."""
     name = channels.routed.get_topic_name()
-    runner.revoke({tp.partition for tp in revoked if tp.topic == name})
+    actives = app.assignor.assigned_actives()
+    stopped = runner.keep_only({tp.partition for tp in actives if tp.topic == name})
+    if stopped:
+        log.info("stopped %d runner(s) of partitions now owned elsewhere", stopped)
 
 
 @app.timer(interval=60.0)

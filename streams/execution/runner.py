@@ -10,11 +10,12 @@ finds the unfinished task in the rebuilt table and resumes it at its last record
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,11 @@ class TaskRunner:
     partitions: int
     owned: Callable[[int], bool]  # is this partition actively ours right now?
     crash: Callable[[BaseException], None]  # makes a runner bug end the worker loudly
+    # Waits while a rebalance or a table recovery is in progress: ownership is only known after.
+    settled: Callable[[], Awaitable[None]] = field(default=lambda: _no_wait())
+    # Makes the table's pending changelog writes durable (before the worker dies on a bug).
+    flush: Callable[[], Awaitable[None]] = field(default=lambda: _no_wait())
+    max_failures: int = 3  # a task that crashes the runner this often is ended with an error
     tracer: Tracer = field(default_factory=NoOpTracer)
     redact: Callable[[str], str] = str
     capture_content: bool = True  # gen_ai.input/output.messages on LLM spans (opt-in content)
@@ -99,10 +105,19 @@ class TaskRunner:
                 started += 1
         return started
 
-    def revoke(self, partitions: set[int]) -> None:
+    def keep_only(self, partitions: set[int]) -> int:
+        """After a rebalance: stops the runners of sessions whose partition went elsewhere.
+
+        Nothing is cancelled when partitions are revoked (the eager protocol revokes all of them
+        on every rebalance): an LLM call in flight for a partition that comes straight back is
+        kept, and its result is written once the new assignment shows the partition is still ours.
+        """
+        stopped = 0
         for sid, task in list(self.inflight.items()):
-            if self.part(sid) in partitions:
+            if self.part(sid) not in partitions:
                 task.cancel()
+                stopped += 1
+        return stopped
 
     def part(self, session_id: str) -> int:
         return partition_for(session_id, self.partitions)
@@ -110,10 +125,16 @@ class TaskRunner:
     async def _run(self, sid: str) -> None:
         try:
             while True:
+                await self.settled()
                 task = state.current_task(self.sessions.get(sid))
                 if task is None or not self.owned(self.part(sid)):
                     return
-                await self._drive(sid, task)
+                try:
+                    await self._drive(sid, task)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    await self._failed(sid, task, exc)
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug here must not go silent: the process ends, the task resumes elsewhere
@@ -122,14 +143,35 @@ class TaskRunner:
         finally:
             self.inflight.pop(sid, None)
 
+    async def _failed(self, sid: str, task: dict[str, Any], exc: Exception) -> None:
+        """A task that keeps failing must not crash-loop its partition: after `max_failures` it
+        is answered `error` with the reason; before that the failure is recorded and the worker
+        ends (the task resumes on the next owner, which may not share this worker's fault)."""
+        failures = int(task.get("failures", 0)) + 1
+        log.error("task %s of session %s failed (%d/%d): %r", task["request_id"], sid, failures, self.max_failures, exc)
+        await self._fence(sid)
+        s = copy.deepcopy(self.sessions[sid])
+        s["queue"][0]["failures"] = failures
+        self.sessions[sid] = s
+        if failures < self.max_failures:
+            await self.flush()
+            raise exc
+        reason = f"task failed {failures} times, last with {type(exc).__name__}: {exc}"[:500]
+        await self._finish(sid, task["request_id"], task["routed"], Finish("error", "", (reason,), None), None)
+
     def _steps(self, sid: str, request_id: str) -> list[dict[str, Any]]:
         task = state.current_task(self.sessions.get(sid))
         assert task and task["request_id"] == request_id
         return task["steps"]
 
-    def _write_step(self, sid: str, request_id: str, step: dict[str, Any]) -> None:
+    async def _fence(self, sid: str) -> None:
+        """Only the partition's current owner writes: a worker that lost it stops here."""
+        await self.settled()
         if not self.owned(self.part(sid)):
             raise asyncio.CancelledError
+
+    async def _write_step(self, sid: str, request_id: str, step: dict[str, Any]) -> None:
+        await self._fence(sid)
         self.sessions[sid] = state.record_step(self.sessions[sid], request_id, step, now_ms())
 
     async def _drive(self, sid: str, task: dict[str, Any]) -> None:
@@ -167,7 +209,7 @@ class TaskRunner:
                     ex.max_context_chars,
                 )
                 step = await self._call_llm(action.index, routed, messages, request_id, trimmed)
-                self._write_step(sid, request_id, step)
+                await self._write_step(sid, request_id, step)
             elif isinstance(action, RunTool):
                 await self._run_tool(sid, request_id, routed, action)
             else:
@@ -289,7 +331,7 @@ class TaskRunner:
             "latency_ms": 0.0,
             "status": "started",
         }
-        self._write_step(sid, request_id, tool_step)
+        await self._write_step(sid, request_id, tool_step)
         with self.tracer.start_as_current_span(
             f"execute_tool {call.name}",
             attributes={
@@ -313,7 +355,7 @@ class TaskRunner:
             if "error" in result:
                 mark_error(span, "tool_error", str(result["error"]))
             latency = (time.perf_counter() - started) * 1000
-        self._write_step(sid, request_id, {**tool_step, "status": "done", "latency_ms": latency})
+        await self._write_step(sid, request_id, {**tool_step, "status": "done", "latency_ms": latency})
         result_step = {
             **tool_step,
             "index": action.index + 1,
@@ -324,14 +366,15 @@ class TaskRunner:
             "status": "error" if "error" in result else "ok",
             "latency_ms": latency,
         }
-        self._write_step(sid, request_id, result_step)
+        await self._write_step(sid, request_id, result_step)
 
     async def _finish(
         self, sid: str, request_id: str, routed: dict[str, Any], fin: Finish, span: Any
     ) -> None:
         if fin.hold:
-            self._write_step(sid, request_id, {**llm_step(fin.hold["index"], ""), **fin.hold})
-            span.add_event("hold", {"gen_ai.tool.name": fin.hold["name"], "reason": fin.hold["result"]})
+            await self._write_step(sid, request_id, {**llm_step(fin.hold["index"], ""), **fin.hold})
+            if span is not None:
+                span.add_event("hold", {"gen_ai.tool.name": fin.hold["name"], "reason": fin.hold["result"]})
         steps = self._steps(sid, request_id)
         answer = fin.answer
         if fin.status in ("degraded", "fallback") and not answer:
@@ -357,10 +400,15 @@ class TaskRunner:
             created_ms=routed["created_ms"],
             executed_ms=now_ms(),
         )
-        span.set_attribute("agentstream.task.status", fin.status)
-        await self.emit(executed, headers_with_context(span))
-        if not self.owned(self.part(sid)):
-            raise asyncio.CancelledError
+        headers: dict[str, bytes] = {}
+        if span is not None:
+            span.set_attribute("agentstream.task.status", fin.status)
+            headers = headers_with_context(span)
+        await self._fence(sid)
+        # Delivered before the task is marked done: a crash in between re-emits (the responder
+        # drops the copy) instead of losing the answer.
+        await self.emit(executed, headers)
+        await self._fence(sid)
         self.sessions[sid] = state.finish_task(
             self.sessions[sid], request_id, fin.status, answer, fin.hold, now_ms()
         )
@@ -393,3 +441,7 @@ def output_messages(resp: ChatResponse) -> str:
 
 def step_record(s: dict[str, Any]) -> Step:
     return Step(**{k: s.get(k, v) for k, v in llm_step(0, "").items()})
+
+
+async def _no_wait() -> None:
+    return None

@@ -10,7 +10,6 @@ from streams.envelope import dead_letter, decode_or_dead_letter, die, publish
 from streams.records import Request, Response
 from streams.routing.logic import route, terminal_response
 from streams.runtime import pipeline_config, tracer
-from streams.tables import seen
 from streams.telemetry import (
     decision_attributes,
     headers_with_context,
@@ -18,8 +17,6 @@ from streams.telemetry import (
     request_attributes,
     stage_span,
 )
-
-MAX_SEEN = 1000
 
 
 @app.agent(channels.requests, name="router")
@@ -35,11 +32,10 @@ async def router(stream):
 
 
 async def handle(req: Request, event: Any) -> None:
+    """Stateless: a redelivered request is routed again; the domain agent drops a task it already
+    has and the responder drops an answer that already went out, so nothing is marked here before
+    it is sent (a mark written before a send that never happened loses the request)."""
     cfg = pipeline_config()
-    ids: dict[str, str] = dict(seen.get(req.session_id) or {})
-    outcome = ids.get(req.request_id)
-    if outcome == "answered":
-        return  # duplicate of a request the router answered itself
     topic = channels.requests.get_topic_name()
     with stage_span(tracer(), topic, "router", event.headers, request_attributes(req)) as span:
         try:
@@ -48,16 +44,11 @@ async def handle(req: Request, event: Any) -> None:
             await dead_letter(event, f"router failed on request {req.request_id}: {exc!r}")
             mark_error(span, type(exc).__name__, str(exc))
             decision = terminal_response(req, "error", f"internal error while routing: {exc}", cfg.version)
-        if outcome is None:
-            ids[req.request_id] = "answered" if isinstance(decision, Response) else "routed"
-            if len(ids) > MAX_SEEN:
-                ids = dict(list(ids.items())[-MAX_SEEN:])
-            seen[req.session_id] = ids
         if isinstance(decision, Response):
             span.set_attributes(
                 decision_attributes(decision, verdict=decision.status, reasons=[decision.reason], llm_calls=0, cost_usd=0.0)
             )
-            await publish(channels.responses, decision, headers_with_context(span))
+            await publish(channels.outbox, decision, headers_with_context(span))
         else:
             span.set_attributes(
                 {

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from streams import channels
-from streams import sessions as state
 from streams.app import app
 from streams.envelope import decode_or_dead_letter, die, publish
-from streams.records import Executed, now_ms
+from streams.records import Executed
 from streams.runtime import pipeline_config, tracer
-from streams.tables import sessions
 from streams.telemetry import (
     decision_attributes,
     headers_with_context,
@@ -26,15 +24,7 @@ async def verifier(stream):
             ex = await decode_or_dead_letter(event, Executed)
             if ex is None:
                 continue
-            value, fresh = state.mark_responded(
-                sessions.get(ex.session_id),
-                ex.request_id,
-                (ex.session_id, ex.user_id, ex.tenant_id),
-                now_ms(),
-            )
-            if not fresh:
-                continue  # a resumed task re-emitted an answer that already went out
-            sessions[ex.session_id] = value
+            # Stateless: a re-emitted answer is verified again and the responder drops the copy.
             with stage_span(tracer(), topic, "verifier", event.headers, request_attributes(ex)) as span:
                 verdict = verify(ex)
                 cost = pipeline_config().cost_usd(ex.model, ex.input_tokens, ex.output_tokens)
@@ -51,6 +41,6 @@ async def verifier(stream):
                 headers = headers_with_context(span)
                 if verdict.escalation:
                     await publish(channels.escalations, verdict.escalation, headers)
-                await publish(channels.responses, verdict.response, headers)
+                await publish(channels.outbox, verdict.response, headers)
     except Exception as exc:
         die("verifier", exc)

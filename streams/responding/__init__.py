@@ -1,0 +1,1 @@
+"""Exactly-once publication of responses (outbox -> responses, Kafka transactions)."""

@@ -1,0 +1,270 @@
+"""The last hop: every answer in the outbox reaches `agentstream.responses.v1` exactly once.
+
+The stages before it are at-least-once (a crash redelivers, a resumed task re-emits), so the same
+request id can arrive here more than once. This service makes the edge exactly-once with Kafka
+transactions instead of Faust's `exactly_once` (open bugs, see PITFALLS):
+
+- one transactional producer per outbox partition (`<app>-responder-<p>`): starting it fences a
+  zombie that still holds the partition and aborts whatever it had not committed;
+- the responses written and the outbox offsets consumed go into one transaction, so a response is
+  visible to `read_committed` readers if and only if its outbox record counts as consumed;
+- the request ids already answered are read back from the responses partition itself (committed
+  data only, over the dedup window) when the partition is taken, so the dedup state can never
+  disagree with what users saw.
+
+Outbox and responses are keyed by session id and have the same partition count, so outbox
+partition p only ever answers into responses partition p.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
+
+from streams.codecs import DecodeError, get_codec
+from streams.records import DeadLetter, Response, now_ms
+
+log = logging.getLogger("agentstream.responder")
+
+
+@dataclass
+class _Partition:
+    """What the responder holds for one outbox partition it owns."""
+
+    producer: AIOKafkaProducer
+    answered: dict[str, int] = field(default_factory=dict)  # request id -> responded (ms)
+
+
+@dataclass
+class ResponderConfig:
+    bootstrap: str
+    group_id: str  # consumer group and transactional-id prefix
+    outbox: str
+    responses: str
+    deadletter: str
+    dedup_window_s: float = 24 * 3600.0
+    session_timeout_ms: int = 6000
+    max_batch: int = 500
+
+
+class Responder:
+    """Consume-transform-produce with one Kafka transaction per partition batch."""
+
+    def __init__(self, cfg: ResponderConfig, on_fatal: Callable[[BaseException], None]) -> None:
+        self.cfg = cfg
+        self._on_fatal = on_fatal
+        self._owned: dict[int, _Partition] = {}
+        self._lock = asyncio.Lock()  # a batch and a rebalance never interleave
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.published = 0
+        self.dropped_duplicates = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.cfg.bootstrap,
+            group_id=self.cfg.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            session_timeout_ms=self.cfg.session_timeout_ms,
+            heartbeat_interval_ms=max(500, self.cfg.session_timeout_ms // 6),
+            max_poll_records=self.cfg.max_batch,
+        )
+        self._consumer.subscribe([self.cfg.outbox], listener=_Listener(self))
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name="responder")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        async with self._lock:
+            for part in self._owned.values():
+                await _quietly(part.producer.stop())
+            self._owned.clear()
+        if self._consumer:
+            await _quietly(self._consumer.stop())
+
+    # -- partitions ----------------------------------------------------------------------------
+
+    async def _take(self, partition: int) -> None:
+        """Fences the previous owner, then learns what it already answered (committed only)."""
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.cfg.bootstrap,
+            transactional_id=f"{self.cfg.group_id}-{partition}",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=1,
+        )
+        await producer.start()  # init_transactions: aborts the old owner's open transaction
+        answered = await self._answered_in(partition)
+        self._owned[partition] = _Partition(producer, answered)
+
+    async def _answered_in(self, partition: int) -> dict[str, int]:
+        tp = TopicPartition(self.cfg.responses, partition)
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self.cfg.bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        await reader.start()
+        try:
+            reader.assign([tp])
+            since = now_ms() - int(self.cfg.dedup_window_s * 1000)
+            end = (await reader.end_offsets([tp]))[tp]
+            found = (await reader.offsets_for_times({tp: since}))[tp]
+            start = found.offset if found else end
+            answered: dict[str, int] = {}
+            if start >= end:
+                return answered
+            reader.seek(tp, start)
+            codec = get_codec()
+            while await reader.position(tp) < end:
+                for msgs in (await reader.getmany(tp, timeout_ms=500, max_records=5000)).values():
+                    for m in msgs:
+                        if m.offset >= end:
+                            break
+                        try:
+                            answered[codec.decode(m.value, Response).request_id] = m.timestamp
+                        except DecodeError:
+                            continue
+            return answered
+        finally:
+            await reader.stop()
+
+    async def _drop(self, partition: int) -> None:
+        part = self._owned.pop(partition, None)
+        if part:
+            await _quietly(part.producer.stop())
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._consumer
+        try:
+            while not self._stopping:
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=self.cfg.max_batch)
+                for tp, records in batches.items():
+                    if records:
+                        await self._publish(tp, records)
+                self._expire()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a dead responder would silently stop every answer: end loudly
+            self._on_fatal(exc)
+
+    async def _publish(self, tp: TopicPartition, records: list) -> None:
+        async with self._lock:
+            part = self._owned.get(tp.partition)
+            if part is None:
+                assert self._consumer
+                if tp in self._consumer.assignment():
+                    # Assigned, but taking it failed (broker away): take it now, then read again.
+                    await self._retake(tp, records[0].offset)
+                return  # otherwise revoked while we fetched: the new owner reads these again
+            fresh: dict[str, int] = {}
+            try:
+                async with part.producer.transaction():
+                    for msg in records:
+                        await self._one(part, tp.partition, msg, fresh)
+                    await part.producer.send_offsets_to_transaction(
+                        {tp: records[-1].offset + 1}, self.cfg.group_id
+                    )
+            except ProducerFenced:
+                log.warning("responder: partition %d fenced by a newer owner; dropping it", tp.partition)
+                await self._drop(tp.partition)
+                return
+            except KafkaError as exc:
+                # Aborted (or never begun): nothing of this batch is visible. Rebuild the producer
+                # (init_transactions resolves any half-done state) and read the batch again.
+                log.warning("responder: transaction on partition %d failed (%r); retrying", tp.partition, exc)
+                await self._drop(tp.partition)
+                await asyncio.sleep(0.5)
+                await self._retake(tp, records[0].offset)
+                return
+            part.answered.update(fresh)
+            self.published += len(fresh)
+
+    async def _retake(self, tp: TopicPartition, offset: int) -> None:
+        assert self._consumer
+        while not self._stopping:
+            if tp not in self._consumer.assignment():
+                return
+            try:
+                await self._take(tp.partition)
+                self._consumer.seek(tp, offset)
+                return
+            except KafkaError as exc:
+                log.warning("responder: cannot take partition %d yet (%r)", tp.partition, exc)
+                await asyncio.sleep(1.0)
+
+    async def _one(self, part: _Partition, partition: int, msg, fresh: dict[str, int]) -> None:
+        try:
+            resp = get_codec().decode(msg.value, Response)
+        except DecodeError as exc:
+            dead = DeadLetter(
+                topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                key=msg.key,
+                value=msg.value or b"",
+                reason=f"undecodable Response in outbox: {exc}",
+                failed_ms=now_ms(),
+            )
+            await part.producer.send(self.cfg.deadletter, get_codec().encode(dead), key=msg.key)
+            return
+        rid = resp.request_id
+        if rid in part.answered or rid in fresh:
+            self.dropped_duplicates += 1
+            return
+        await part.producer.send(
+            self.cfg.responses, msg.value, key=msg.key, partition=partition, headers=list(msg.headers or ())
+        )
+        fresh[rid] = now_ms()
+
+    def _expire(self) -> None:
+        cutoff = now_ms() - int(self.cfg.dedup_window_s * 1000)
+        for part in self._owned.values():
+            if len(part.answered) > 10_000:
+                part.answered = {k: t for k, t in part.answered.items() if t >= cutoff}
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, responder: Responder) -> None:
+        self.r = responder
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.r._lock:  # waits for the batch in progress to commit or abort
+            for tp in revoked:
+                await self.r._drop(tp.partition)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        started = time.monotonic()
+        async with self.r._lock:
+            for tp in assigned:
+                if tp.partition not in self.r._owned:
+                    await self.r._take(tp.partition)
+        log.info(
+            "responder: took partitions %s in %.2fs",
+            sorted(tp.partition for tp in assigned), time.monotonic() - started,
+        )
+
+
+async def _quietly(aw: Awaitable[object]) -> None:
+    try:
+        await aw
+    except Exception as exc:
+        log.debug("ignored while stopping: %r", exc)
