@@ -161,7 +161,7 @@ async def replay(
         data_dir=workdir,
     )
     await ensure_topics(target)
-    env = environment_for(target, AGENTSTREAM_TOOLS_LEDGER=str(workdir / "tools-ledger.jsonl"))
+    env = environment_for(target, AGENTSTREAM_TOOLS_LEDGER=str(workdir / "tools-ledger.sqlite"))
     if candidate_config:
         env["AGENTSTREAM_CONFIG_FILE"] = str(candidate_config)
         env["AGENTSTREAM_LLM_PROVIDER"] = os.environ.get("AGENTSTREAM_LLM_PROVIDER", source.llm_provider)

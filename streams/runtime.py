@@ -49,7 +49,7 @@ def provider() -> Provider:
 @cache
 def tool_ledger() -> ToolLedger:
     s = get_settings()
-    return ToolLedger(s.tools_ledger or s.data_dir / "tools-ledger.jsonl")
+    return ToolLedger(s.tools_ledger or s.data_dir / "tools-ledger.sqlite")
 
 
 @cache

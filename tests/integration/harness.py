@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from streams.client import AgentStreamClient
 from streams.codecs import get_codec
+from streams.execution.tools import ToolLedger
 from streams.processes import WorkerProcess, environment_for
 from streams.records import Response
 from streams.settings import Settings
@@ -38,7 +39,7 @@ class Pipeline:
 
     @property
     def ledger_path(self) -> Path:
-        return self.tmp / "tools-ledger.jsonl"
+        return self.tmp / "tools-ledger.sqlite"
 
     def env(self) -> dict[str, str]:
         defaults = {
@@ -110,6 +111,5 @@ class Pipeline:
         return latest
 
     def ledger(self) -> list[dict[str, Any]]:
-        if not self.ledger_path.exists():
-            return []
-        return [json.loads(line) for line in self.ledger_path.read_text().splitlines() if line]
+        """Tool calls completed in the shared ledger (what the "external system" executed)."""
+        return ToolLedger(self.ledger_path).executions()

@@ -50,7 +50,7 @@ def make_runner(provider: Any, tmp_path, **cfg_changes: Any) -> tuple[TaskRunner
 
     cfg = replace(CFG, execution=replace(CFG.execution, retry_base_delay_s=0.001, **cfg_changes))
     runner = TaskRunner(
-        sessions=table, emit=emit, provider=provider, cfg=cfg, ledger=ToolLedger(tmp_path / "l.jsonl"),
+        sessions=table, emit=emit, provider=provider, cfg=cfg, ledger=ToolLedger(tmp_path / "l.sqlite"),
         partitions=4, owned=lambda p: True, crash=lambda exc: (_ for _ in ()).throw(exc),
     )
     return runner, table, out
@@ -94,5 +94,5 @@ async def test_a_task_resumes_at_its_last_recorded_step(tmp_path) -> None:
     assert [s["kind"] for s in resumed] == ["llm_call", "tool_call", "tool_result", "llm_call"]
     assert resumed[0] == finished[0] and resumed[1]["idempotency_key"] == finished[1]["idempotency_key"]
     assert json.loads(resumed[2]["result"]) == json.loads(finished[2]["result"])
-    assert len(ToolLedger(tmp_path / "l.jsonl").executions()) == 1
+    assert len(ToolLedger(tmp_path / "l.sqlite").executions()) == 1
     assert out2[0].status == "ok" and out2[0].answer == out[0].answer
