@@ -31,6 +31,11 @@ class RouterConfig:
     max_input_chars: int = 50_000
     overlong: str = "truncate"
     rollout_candidate_percent: int = 0
+    # Carried-over context and the whole encoded request are bounded so that a task (and the
+    # session value holding it) stays far below the producer's 1 MB request limit.
+    max_context_messages: int = 50
+    max_context_chars: int = 40_000
+    max_request_bytes: int = 256 * 1024
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
 
 from streams import channels
 from streams.codecs import DecodeError, get_codec
@@ -55,6 +59,32 @@ async def decode_or_dead_letter(event: Any, cls: type[T]) -> T | None:
     except DecodeError as exc:
         await dead_letter(event, f"undecodable {cls.__name__}: {exc}")
         return None
+
+
+Handler = Callable[[T, Any], Awaitable[None]]
+
+
+async def consume(stream: Any, cls: type[T], stage: str, handle: Handler[T]) -> None:
+    """The one skeleton of every stage: decode or dead-letter, handle, fail loudly.
+
+    A handler that raises on one event dead-letters that event with the reason and goes on, so a
+    poison event cannot crash-loop its partition. A Kafka failure is not the event's fault: it
+    ends the worker, and the event is redelivered to whoever takes the partition.
+    """
+    try:
+        async for event in stream.events():
+            record = await decode_or_dead_letter(event, cls)
+            if record is None:
+                continue
+            try:
+                await handle(record, event)
+            except (KafkaError, ProducerSendError):
+                raise
+            except Exception as exc:
+                log.exception("%s failed on %s[%s]@%s", stage, event.message.topic, event.message.partition, event.message.offset)
+                await dead_letter(event, f"{stage} failed: {exc!r}"[:1000])
+    except Exception as exc:
+        die(stage, exc)
 
 
 def die(stage: str, exc: BaseException) -> None:

@@ -43,6 +43,8 @@ def provider() -> Provider:
         rate_limit_rate=s.sim_rate_limit_rate,
         timeout_rate=s.sim_timeout_rate,
         empty_rate=s.sim_empty_rate,
+        outage_file=s.sim_outage_file,
+        calls_log=s.sim_calls_log,
     )
 
 

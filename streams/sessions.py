@@ -75,6 +75,13 @@ def enqueue(
     return cap_size(s), True
 
 
+def knows(s: Session | None, request_id: str) -> bool:
+    """Whether this request id was already taken in (queued, running or recently finished)."""
+    if not s:
+        return False
+    return request_id in s["handled"] or any(t["request_id"] == request_id for t in s["queue"])
+
+
 def current_task(s: Session | None) -> dict[str, Any] | None:
     return s["queue"][0] if s and s["queue"] else None
 

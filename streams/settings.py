@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     sim_rate_limit_rate: float = 0.0
     sim_timeout_rate: float = 0.0
     sim_empty_rate: float = 0.0
+    sim_outage_file: str = ""  # fault drills: every call fails while this file exists
+    sim_calls_log: str = ""  # fault drills: one line per provider call
 
     @model_validator(mode="after")
     def _local_broker_by_default(self) -> Settings:

@@ -16,7 +16,7 @@ from typing import Any
 from streams import channels
 from streams import sessions as state
 from streams.app import app
-from streams.envelope import decode_or_dead_letter, die, log, publish
+from streams.envelope import consume, die, log, publish
 from streams.execution.runner import TaskRunner
 from streams.records import Executed, Routed, now_ms
 from streams.runtime import pipeline_config, provider, redactor, tool_ledger, tracer
@@ -25,6 +25,7 @@ from streams.telemetry import request_attributes, stage_span, traceparent_of
 
 _settings = app.agentstream_settings
 _started = time.monotonic()
+MAX_QUEUED = 20  # tasks waiting in one session; more are answered `error` (bounded state)
 _assigned_at: list[float] = []  # when partitions were last assigned (for the rebuild log line)
 
 
@@ -62,30 +63,32 @@ runner = TaskRunner(
 
 @app.agent(channels.routed, name="domain-agents")
 async def domain_agents(stream):
-    try:
-        topic = channels.routed.get_topic_name()
-        async for event in stream.events():
-            routed = await decode_or_dead_letter(event, Routed)
-            if routed is None:
-                continue
-            if routed.domain not in runner.cfg.domains:
-                await _reject_unknown_domain(routed)
-                continue
-            attrs = {**request_attributes(routed), "agentstream.domain": routed.domain}
-            with stage_span(runner.tracer, topic, "domain_agent", event.headers, attrs) as span:
-                value, fresh = state.enqueue(
-                    sessions.get(routed.session_id), _as_dict(routed), now_ms(), traceparent_of(span)
-                )
-                span.set_attribute("agentstream.duplicate", not fresh)
-            if fresh:
-                sessions[routed.session_id] = value
-            runner.kick(routed.session_id)
-    except Exception as exc:
-        die("domain-agents", exc)
+    await consume(stream, Routed, "domain-agents", take_in)
 
 
-async def _reject_unknown_domain(routed: Routed) -> None:
-    log.error("routed request %s names unknown domain %s", routed.request_id, routed.domain)
+async def take_in(routed: Routed, event: Any) -> None:
+    """Records the routed request as a queued task; the runner does the rest."""
+    if routed.domain not in runner.cfg.domains:
+        await _reject(routed, f"no domain agent named {routed.domain!r}")
+        return
+    current = sessions.get(routed.session_id)
+    queued = len(current["queue"]) if current else 0
+    if queued >= MAX_QUEUED and not state.knows(current, routed.request_id):
+        await _reject(routed, f"too many requests in progress for this session ({queued}); try again later")
+        return
+    attrs = {**request_attributes(routed), "agentstream.domain": routed.domain}
+    with stage_span(runner.tracer, channels.routed.get_topic_name(), "domain_agent", event.headers, attrs) as span:
+        value, fresh = state.enqueue(
+            current, _as_dict(routed), now_ms(), traceparent_of(span), int(_settings.dedup_window_s * 1000)
+        )
+        span.set_attribute("agentstream.duplicate", not fresh)
+    if fresh:
+        sessions[routed.session_id] = value
+    runner.kick(routed.session_id)
+
+
+async def _reject(routed: Routed, reason: str) -> None:
+    log.error("routed request %s rejected: %s", routed.request_id, reason)
     await _emit(
         Executed(
             request_id=routed.request_id,
@@ -99,7 +102,7 @@ async def _reject_unknown_domain(routed: Routed) -> None:
             config_version=routed.config_version,
             status="error",
             answer="",
-            reasons=[f"no domain agent named {routed.domain!r}"],
+            reasons=[reason],
             notes=list(routed.notes),
             steps=[],
             input_tokens=0,

@@ -28,7 +28,9 @@ import asyncio
 import hashlib
 import json
 import math
+import os
 import re
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +39,7 @@ from streams.llm.base import (
     ChatRequest,
     ChatResponse,
     LLMTimeout,
+    ProviderUnavailable,
     RateLimited,
     ToolCall,
     ToolSpec,
@@ -59,6 +62,10 @@ class SimulatorConfig:
     rate_limit_rate: float = 0.0
     timeout_rate: float = 0.0
     empty_rate: float = 0.0
+    # Fault drills: while this file exists every call fails fast as a provider outage.
+    outage_file: str = ""
+    # Appends one line per call ("<ms> ok|unavailable"), so a drill can count what the provider saw.
+    calls_log: str = ""
 
     def __post_init__(self) -> None:
         if self.latency_ms_mean < 0:
@@ -666,6 +673,11 @@ class SimulatedProvider:
                 return int(match.group(1)) if match.group(1) else 2**62
         return None
 
+    def _log_call(self, outcome: str) -> None:
+        if self.config.calls_log:
+            with open(self.config.calls_log, "a", encoding="utf-8") as fh:
+                fh.write(f"{int(time.time() * 1000)} {outcome}\n")
+
     async def chat(self, request: ChatRequest) -> ChatResponse:
         cfg = self.config
         turn = _parse_turn(request.messages)
@@ -676,6 +688,10 @@ class SimulatedProvider:
         latency_s = self._latency_s(draws, markers)
         timeout_s = max(0.0, request.timeout_s)
 
+        if cfg.outage_file and os.path.exists(cfg.outage_file):
+            self._log_call("unavailable")
+            raise ProviderUnavailable("simulator: provider outage (drill)")
+        self._log_call("ok")
         limit = self._rate_limited_attempts(markers)
         if (limit is not None and attempt <= limit) or (
             draws.unit(f"rate_limit|{attempt}") < cfg.rate_limit_rate

@@ -6,9 +6,9 @@ from typing import Any
 
 from streams import channels
 from streams.app import app
-from streams.envelope import dead_letter, decode_or_dead_letter, die, publish
+from streams.envelope import consume, dead_letter, publish
 from streams.records import Request, Response
-from streams.routing.logic import route, terminal_response
+from streams.routing.logic import identity_problem, route, terminal_response
 from streams.runtime import pipeline_config, tracer
 from streams.telemetry import (
     decision_attributes,
@@ -21,14 +21,7 @@ from streams.telemetry import (
 
 @app.agent(channels.requests, name="router")
 async def router(stream):
-    try:
-        async for event in stream.events():
-            req = await decode_or_dead_letter(event, Request)
-            if req is None:
-                continue
-            await handle(req, event)
-    except Exception as exc:
-        die("router", exc)
+    await consume(stream, Request, "router", handle)
 
 
 async def handle(req: Request, event: Any) -> None:
@@ -36,10 +29,16 @@ async def handle(req: Request, event: Any) -> None:
     has and the responder drops an answer that already went out, so nothing is marked here before
     it is sent (a mark written before a send that never happened loses the request)."""
     cfg = pipeline_config()
+    problem = identity_problem(req, event.message.key)
+    if problem:
+        # No safe place to answer: a response keyed by a wrong or empty session could reach
+        # another user's session. The original bytes and the reason go to the dead-letter topic.
+        await dead_letter(event, problem)
+        return
     topic = channels.requests.get_topic_name()
     with stage_span(tracer(), topic, "router", event.headers, request_attributes(req)) as span:
         try:
-            decision = route(req, cfg)
+            decision = route(req, cfg, raw_bytes=len(event.message.value or b""))
         except Exception as exc:  # one bad request must not stop the stage
             await dead_letter(event, f"router failed on request {req.request_id}: {exc!r}")
             mark_error(span, type(exc).__name__, str(exc))

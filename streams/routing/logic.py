@@ -170,8 +170,36 @@ def rollout_arm(user_id: str, candidate_percent: int) -> str:
     return "candidate" if stable_bucket(user_id) < candidate_percent else "control"
 
 
-def route(req: Request, cfg: PipelineConfig) -> Routed | Response:
+def identity_problem(req: Request, key: bytes | None) -> str | None:
+    """Why a request cannot be answered at all (dead-lettered), or None."""
+    if not req.request_id.strip():
+        return "request has no request_id"
+    if not req.session_id.strip():
+        return f"request {req.request_id} has no session_id"
+    if key != req.session_id.encode():
+        shown = key[:80] if key is not None else None
+        return f"request {req.request_id}: Kafka key {shown!r} differs from session_id {req.session_id[:80]!r}"
+    return None
+
+
+def size_problem(req: Request, cfg: PipelineConfig, raw_bytes: int) -> str | None:
+    """Requests too large to carry through the pipeline get a clear error instead."""
+    r = cfg.router
+    if raw_bytes > r.max_request_bytes:
+        return f"request too large: {raw_bytes} bytes > limit {r.max_request_bytes}; rejected"
+    if len(req.context) > r.max_context_messages:
+        return f"too many context messages: {len(req.context)} > limit {r.max_context_messages}; rejected"
+    chars = sum(len(m.content) for m in req.context)
+    if chars > r.max_context_chars:
+        return f"context too long: {chars} characters > limit {r.max_context_chars}; rejected"
+    return None
+
+
+def route(req: Request, cfg: PipelineConfig, raw_bytes: int = 0) -> Routed | Response:
     """The router's whole decision for one request."""
+    too_big = size_problem(req, cfg, raw_bytes)
+    if too_big:
+        return terminal_response(req, "error", too_big, cfg.version)
     screened = screen(req.text, cfg)
     if screened.rejection:
         status, reason = screened.rejection

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from streams import channels
 from streams.app import app
-from streams.envelope import decode_or_dead_letter, die, publish
+from streams.envelope import consume, publish
 from streams.records import Executed
 from streams.runtime import pipeline_config, tracer
 from streams.telemetry import (
@@ -18,29 +20,26 @@ from streams.verification.logic import verify
 
 @app.agent(channels.executed, name="verifier")
 async def verifier(stream):
-    try:
-        topic = channels.executed.get_topic_name()
-        async for event in stream.events():
-            ex = await decode_or_dead_letter(event, Executed)
-            if ex is None:
-                continue
-            # Stateless: a re-emitted answer is verified again and the responder drops the copy.
-            with stage_span(tracer(), topic, "verifier", event.headers, request_attributes(ex)) as span:
-                verdict = verify(ex)
-                cost = pipeline_config().cost_usd(ex.model, ex.input_tokens, ex.output_tokens)
-                reasons = verdict.escalation.reasons if verdict.escalation else list(ex.reasons)
-                span.set_attributes(
-                    decision_attributes(
-                        verdict.response,
-                        verdict="escalate" if verdict.escalation else "pass",
-                        reasons=reasons,
-                        llm_calls=ex.llm_calls,
-                        cost_usd=cost,
-                    )
-                )
-                headers = headers_with_context(span)
-                if verdict.escalation:
-                    await publish(channels.escalations, verdict.escalation, headers)
-                await publish(channels.outbox, verdict.response, headers)
-    except Exception as exc:
-        die("verifier", exc)
+    await consume(stream, Executed, "verifier", check)
+
+
+async def check(ex: Executed, event: Any) -> None:
+    """Stateless: a re-emitted answer is verified again and the responder drops the copy."""
+    topic = channels.executed.get_topic_name()
+    with stage_span(tracer(), topic, "verifier", event.headers, request_attributes(ex)) as span:
+        verdict = verify(ex)
+        cost = pipeline_config().cost_usd(ex.model, ex.input_tokens, ex.output_tokens)
+        reasons = verdict.escalation.reasons if verdict.escalation else list(ex.reasons)
+        span.set_attributes(
+            decision_attributes(
+                verdict.response,
+                verdict="escalate" if verdict.escalation else "pass",
+                reasons=reasons,
+                llm_calls=ex.llm_calls,
+                cost_usd=cost,
+            )
+        )
+        headers = headers_with_context(span)
+        if verdict.escalation:
+            await publish(channels.escalations, verdict.escalation, headers)
+        await publish(channels.outbox, verdict.response, headers)
