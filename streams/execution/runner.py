@@ -347,7 +347,12 @@ class TaskRunner:
             if call.name in DEMO_TOOLS:
                 fn = DEMO_TOOLS[call.name][1]
                 result, executed_now = await self.ledger.run(
-                    action.idempotency_key, call.name, call.arguments, fn, self.cfg.execution.tool_timeout_s
+                    action.idempotency_key,
+                    call.name,
+                    call.arguments,
+                    fn,
+                    self.cfg.execution.tool_timeout_s,
+                    request_id=request_id,
                 )
                 span.set_attribute("agentstream.tool.executed_now", executed_now)
             else:

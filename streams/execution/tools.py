@@ -156,7 +156,7 @@ class ToolLedger:
                         "CREATE TABLE IF NOT EXISTS tool_calls (key TEXT PRIMARY KEY, tool TEXT NOT NULL,"
                         " arguments TEXT NOT NULL, status TEXT NOT NULL, result TEXT,"
                         " attempts INTEGER NOT NULL, claimed_ms INTEGER NOT NULL, done_ms INTEGER,"
-                        " owner TEXT NOT NULL DEFAULT '')"
+                        " owner TEXT NOT NULL DEFAULT '', request_id TEXT NOT NULL DEFAULT '')"
                     )
                     break
                 except sqlite3.OperationalError as exc:
@@ -166,7 +166,9 @@ class ToolLedger:
             self._db = db
         return self._db
 
-    def _claim(self, key: str, name: str, args: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    def _claim(
+        self, key: str, name: str, args: dict[str, Any], request_id: str
+    ) -> tuple[str, dict[str, Any] | None]:
         """('done', result) | ('claimed', None) when ours to run | ('busy', None) when another runs it."""
         now = int(time.time() * 1000)
         with self._lock:
@@ -178,8 +180,8 @@ class ToolLedger:
                 ).fetchone()
                 if row is None:
                     db.execute(
-                        "INSERT INTO tool_calls VALUES (?, ?, ?, 'claimed', NULL, 1, ?, NULL, ?)",
-                        (key, name, json.dumps(args, sort_keys=True), now, self._me),
+                        "INSERT INTO tool_calls VALUES (?, ?, ?, 'claimed', NULL, 1, ?, NULL, ?, ?)",
+                        (key, name, json.dumps(args, sort_keys=True), now, self._me, request_id),
                     )
                     outcome: tuple[str, dict[str, Any] | None] = ("claimed", None)
                 elif row[0] == "done":
@@ -240,21 +242,35 @@ class ToolLedger:
             return []
         with self._lock:
             rows = self._conn().execute(
-                "SELECT key, tool, arguments, result, attempts FROM tool_calls WHERE status = 'done'"
+                "SELECT key, tool, arguments, result, attempts, request_id FROM tool_calls"
+                " WHERE status = 'done'"
             ).fetchall()
         return [
-            {"key": k, "tool": t, "arguments": json.loads(a), "result": json.loads(r), "attempts": n}
-            for k, t, a, r, n in rows
+            {
+                "key": k,
+                "tool": t,
+                "arguments": json.loads(a),
+                "result": json.loads(r),
+                "attempts": n,
+                "request_id": rid,
+            }
+            for k, t, a, r, n, rid in rows
         ]
 
     async def run(
-        self, key: str, name: str, args: dict[str, Any], fn: ToolFn, timeout_s: float
+        self,
+        key: str,
+        name: str,
+        args: dict[str, Any],
+        fn: ToolFn,
+        timeout_s: float,
+        request_id: str = "",
     ) -> tuple[dict[str, Any], bool]:
         """Returns (result, executed_now). A completed key returns its recorded result."""
         if self.path is None:
             return await self._run_in_memory(key, name, args, fn, timeout_s)
         while True:
-            state, result = await asyncio.to_thread(self._claim, key, name, args)
+            state, result = await asyncio.to_thread(self._claim, key, name, args, request_id)
             if state == "done":
                 assert result is not None
                 return result, False
@@ -276,7 +292,9 @@ class ToolLedger:
         result = await _call(fn, args, key, name, timeout_s)
         if key in self._memory:
             return self._memory[key]["result"], False
-        self._memory[key] = {"key": key, "tool": name, "arguments": args, "result": result, "attempts": 1}
+        self._memory[key] = {
+            "key": key, "tool": name, "arguments": args, "result": result, "attempts": 1, "request_id": ""
+        }
         return result, True
 
 

@@ -78,7 +78,7 @@ async def test_a_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     import socket
 
     db.execute(
-        "INSERT INTO tool_calls VALUES ('k', 't', '{}', 'claimed', NULL, 1, 9999999999999, NULL, ?)",
+        "INSERT INTO tool_calls VALUES ('k', 't', '{}', 'claimed', NULL, 1, 9999999999999, NULL, ?, '')",
         (f"{socket.gethostname()}:999999999",),
     )
     db.commit()

@@ -1,0 +1,56 @@
+"""Workers SIGKILLed at random while serving: nothing lost, nothing doubled, tools run once."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+import time
+
+import pytest
+
+from tests.faults.load import Load, count, report, settle
+from tests.integration.harness import Pipeline
+
+pytestmark = pytest.mark.fault
+
+
+async def test_kill_loop_three_workers(pipeline: Pipeline) -> None:
+    pipeline.env_extra.update(
+        {"AGENTSTREAM_SIM_LATENCY_MS": "300", "AGENTSTREAM_SESSION_TIMEOUT_S": "4"}
+    )
+    workers = [pipeline.start_worker() for _ in range(3)]
+    for w in workers:
+        await pipeline.wait_ready(w)
+    load = Load()
+    n, rng = 3000, random.Random(7)
+    producing = asyncio.create_task(load.publish(pipeline, n, sessions=300, rate=60.0))
+    kills = 0
+    await asyncio.sleep(4.0)
+    while kills < 10:
+        i = rng.randrange(len(workers))
+        workers[i].kill()
+        kills += 1
+        workers[i] = pipeline.start_worker()
+        await asyncio.sleep(rng.uniform(3.0, 5.0))
+    last_kill = time.monotonic()
+    await producing
+    responses, _ = await settle(pipeline, set(load.sent), timeout_s=300)
+    figures = count(responses, set(load.sent))
+    figures["recovery_s"] = round(time.monotonic() - last_kill - 3.0, 1)
+    figures["kills"] = kills
+
+    done = pipeline.ledger()
+    per_request = collections.Counter(e["request_id"] for e in done if e["tool"] == "issue_refund")
+    figures["refunds_missing"] = len(load.refunds - set(per_request))
+    figures["refunds_doubled"] = sum(1 for v in per_request.values() if v > 1)
+    report("kill loop", figures)
+
+    assert figures["lost"] == 0, figures
+    assert figures["doubled"] == 0, figures
+    assert figures["unexpected"] == 0, figures
+    assert figures["refunds_doubled"] == 0, figures
+    assert figures["refunds_missing"] == 0, figures
+    assert set(figures["statuses"]) == {"ok"}, figures
+    for w in workers:
+        assert w.alive, w.log()[-3000:]
