@@ -34,14 +34,24 @@ async def publish(
         await fut
 
 
+# A dead letter carries the original bytes, but never more than this: what the pipeline
+# produces must stay under the producer's 1 MB request limit, whatever it was sent.
+MAX_DEAD_VALUE_BYTES = 256 * 1024
+
+
 async def dead_letter(event: Any, reason: str) -> None:
     msg = event.message
+    value = msg.value if isinstance(msg.value, bytes) else bytes(msg.value or b"")
+    key = msg.key if isinstance(msg.key, bytes | type(None)) else str(msg.key).encode()
+    if len(value) > MAX_DEAD_VALUE_BYTES:
+        reason += f" (value truncated from {len(value)} to {MAX_DEAD_VALUE_BYTES} bytes)"
+        value = value[:MAX_DEAD_VALUE_BYTES]
     record = DeadLetter(
         topic=msg.topic,
         partition=msg.partition,
         offset=msg.offset,
-        key=msg.key if isinstance(msg.key, bytes | type(None)) else str(msg.key).encode(),
-        value=msg.value if isinstance(msg.value, bytes) else bytes(msg.value or b""),
+        key=key[:1024] if key else key,
+        value=value,
         reason=reason,
         failed_ms=now_ms(),
     )

@@ -1,0 +1,57 @@
+"""Router identity and size limits; bounded session values (pure functions, no Kafka)."""
+
+from __future__ import annotations
+
+from streams import sessions as state
+from streams.config import load_config
+from streams.records import ContextMessage, Request, Response
+from streams.routing.logic import identity_problem, route
+
+
+def _req(**kw) -> Request:
+    base = {"request_id": "r1", "session_id": "s1", "user_id": "u1", "text": "hi there", "created_ms": 1}
+    return Request(**{**base, **kw})
+
+
+def test_identity_problems_name_the_field() -> None:
+    assert identity_problem(_req(), b"s1") is None
+    assert "no session_id" in (identity_problem(_req(session_id=" "), b" ") or "")
+    assert "differs" in (identity_problem(_req(), b"s2") or "")
+    assert "differs" in (identity_problem(_req(), None) or "")
+    assert "no request_id" in (identity_problem(_req(request_id=""), b"s1") or "")
+
+
+def test_context_and_size_limits_answer_error() -> None:
+    cfg = load_config()
+    many = route(_req(context=[ContextMessage(role="user", content="x")] * 51), cfg)
+    assert isinstance(many, Response) and many.status == "error" and "context messages" in many.reason
+    long = route(_req(context=[ContextMessage(role="user", content="x" * 40_001)]), cfg)
+    assert isinstance(long, Response) and "context too long" in long.reason
+    big = route(_req(), cfg, raw_bytes=300_000)
+    assert isinstance(big, Response) and "too large" in big.reason
+    assert not isinstance(route(_req(), cfg, raw_bytes=1000), Response)
+
+
+def _routed(rid: str, text: str = "hello") -> dict:
+    return {"request_id": rid, "session_id": "s", "user_id": "u", "tenant_id": "t", "text": text}
+
+
+def test_seen_ids_expire_after_the_window() -> None:
+    s, fresh = state.enqueue(None, _routed("a"), now=1_000, window_ms=10_000)
+    assert fresh
+    s = state.finish_task(s, "a", "ok", "answer", None, 2_000)
+    _, again = state.enqueue(s, _routed("a"), now=5_000, window_ms=10_000)
+    assert not again, "a duplicate inside the window is dropped"
+    s, _ = state.enqueue(s, _routed("b"), now=20_000, window_ms=10_000)
+    assert "a" not in s["handled"], "ids older than the window are forgotten"
+
+
+def test_session_value_is_capped_oldest_history_first() -> None:
+    s = None
+    for i in range(30):
+        s, _ = state.enqueue(s, _routed(f"r{i}", "x" * 20_000), now=i)
+        s = state.finish_task(s, f"r{i}", "ok", "y" * 20_000, None, i)
+    size = len(state.json.dumps(s).encode())
+    assert size <= state.MAX_SESSION_BYTES
+    assert s["trimmed"]["entries"] > 0
+    assert s["history"][-1]["request_id"] == "r29", "the newest history is kept"
