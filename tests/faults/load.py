@@ -39,11 +39,23 @@ class Load:
         return req
 
     async def publish(
-        self, pipeline: Pipeline, n: int, *, sessions: int, rate: float, start: int = 0, tool_every: int = 4
+        self,
+        pipeline: Pipeline,
+        n: int,
+        *,
+        sessions: int,
+        rate: float,
+        start: int = 0,
+        tool_every: int = 4,
+        request_timeout_ms: int = 40_000,
     ) -> None:
         """n requests at `rate` per second (keyed by session, like any producer)."""
         producer = AIOKafkaProducer(
-            bootstrap_servers=pipeline.bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+            bootstrap_servers=pipeline.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            request_timeout_ms=request_timeout_ms,
         )
         await producer.start()
         topic = pipeline.settings.topic("requests")

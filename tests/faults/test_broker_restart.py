@@ -1,0 +1,66 @@
+"""The broker stops for 30 s mid-stream while producers keep publishing, then comes back: the
+worker recovers by itself and every request is answered exactly once.
+
+This drill runs its own broker (a private data dir and port), so stopping it disturbs no other test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.faults.load import Load, count, report, settle
+from tests.integration.conftest import _launcher
+from tests.integration.harness import Pipeline
+
+pytestmark = pytest.mark.fault
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    launcher = _launcher()
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    port = launcher._free_port()
+    data = tmp_path / "kafka"
+    bootstrap = launcher.up(port=port, data_dir=data, log=lambda _m: None)
+    yield launcher, port, data, bootstrap
+    launcher.down(data_dir=data, log=lambda _m: None)
+
+
+async def test_broker_down_for_30s_mid_stream(own_broker, tmp_path: Path) -> None:
+    launcher, port, data, bootstrap = own_broker
+    pipeline = Pipeline(bootstrap, tmp_path / "pipeline")
+    pipeline.env_extra["AGENTSTREAM_SIM_LATENCY_MS"] = "100"
+    await pipeline.create_topics()
+    try:
+        worker = pipeline.start_worker()
+        await pipeline.wait_ready(worker)
+        load = Load()
+        producing = asyncio.create_task(
+            load.publish(pipeline, 900, sessions=60, rate=15.0, tool_every=4, request_timeout_ms=180_000)
+        )
+        await asyncio.sleep(10.0)
+        await asyncio.to_thread(launcher.down, data, 60, lambda _m: None)
+        stopped = time.monotonic()
+        await asyncio.sleep(30.0)
+        await asyncio.to_thread(launcher.up, port, data, 120, lambda _m: None)
+        back = time.monotonic()
+        await producing
+        responses, took = await settle(pipeline, set(load.sent), timeout_s=240)
+        figures = count(responses, set(load.sent))
+        figures["broker_down_s"] = round(back - stopped, 1)
+        figures["worker_restarts"] = 0 if worker.alive else 1
+        figures["recovery_s"] = round(took, 1)
+        done = pipeline.ledger()
+        refunds = [e["request_id"] for e in done if e["tool"] == "issue_refund"]
+        figures["refunds_doubled"] = len(refunds) - len(set(refunds))
+        figures["refunds_missing"] = len(load.refunds - set(refunds))
+        report("broker stopped 30 s", figures)
+        assert figures["lost"] == 0 and figures["doubled"] == 0 and figures["unexpected"] == 0, figures
+        assert figures["refunds_doubled"] == 0 and figures["refunds_missing"] == 0, figures
+        assert worker.alive, "the worker rides out the outage:\n" + worker.log()[-3000:]
+    finally:
+        pipeline.stop_all()
