@@ -161,6 +161,13 @@ TABLES: dict[str, tuple[str, ...]] = {
     "llm_calls": R.LLM_CALL_COLUMNS,
     "decisions": R.DECISION_COLUMNS,
 }
+# The identity of a row per table (and its time column, to prune the look-up): a span is one
+# otel_traces and at most one llm_calls row; a request is one decision.
+_ROW_KEYS = {
+    "otel_traces": ("SpanId", "Timestamp", 1_000_000_000),
+    "llm_calls": ("span_id", "timestamp", 1000),
+    "decisions": ("request_id", "timestamp", 1000),
+}
 _OFFSET_COLUMNS = ("consumer_group", "topic", "partition", "next_offset", "updated_at")
 
 
@@ -309,18 +316,47 @@ class ClickHouseSink:
                     self._pending.remove(batch)
         return FlushResult(written, last_offsets, time.perf_counter() - started)
 
+    def _unwritten(self, table: str, rows: list[list[Any]]) -> list[list[Any]]:
+        """The rows whose key the table does not have yet, each key once.
+
+        This is what makes rows and rollups exact whatever the batch boundaries: the insert token
+        only recognises a batch cut exactly as before, while a replay after a crash or a revoke
+        cuts differently. Filtering before the insert also keeps the materialized views (which
+        fire on every insert, before any merge) from counting a row twice. One sink writes a
+        given key at a time: spans are keyed by session, so a key stays on one partition.
+        """
+        key_col, ts_col, ticks_per_s = _ROW_KEYS[table]
+        columns = TABLES[table]
+        k, t = columns.index(key_col), columns.index(ts_col)
+        unique: dict[str, list[Any]] = {}
+        for row in rows:
+            unique.setdefault(row[k], row)
+        # A copy of a row has the same time; a day of slack covers a re-run decision.
+        since_ms = min(row[t] for row in unique.values()) * 1000 // ticks_per_s - 86_400_000
+        found = self.client.query(
+            f"SELECT DISTINCT {key_col} FROM {DATABASE}.{table} "
+            f"WHERE {ts_col} >= fromUnixTimestamp64Milli({{since:Int64}}) "
+            f"AND {key_col} IN {{keys:Array(String)}}",
+            parameters={"since": int(since_ms), "keys": list(unique)},
+        )
+        existing = {r[0] for r in found.result_rows}
+        return [row for key, row in unique.items() if key not in existing]
+
     def _insert_batch(self, batch: _Batch) -> dict[str, int]:
         settings = {**_INSERT_SETTINGS, "insert_deduplication_token": batch.token}
         written: dict[str, int] = {}
         for table, columns in TABLES.items():
             rows = batch.rows[table]
-            if rows and table not in batch.done:
+            if not rows or table in batch.done:
+                continue
+            rows = self._unwritten(table, rows)
+            if rows:
                 self.client.insert(
                     f"{DATABASE}.{table}", rows, column_names=columns, settings=settings
                 )
-                batch.done.add(table)
-                written[table] = len(rows)
-                self.inserted[table] += len(rows)
+            batch.done.add(table)
+            written[table] = len(rows)
+            self.inserted[table] += len(rows)
         if batch.offsets and batch.group and "sink_offsets" not in batch.done:
             now = datetime.now(UTC)
             offset_rows = [
