@@ -39,6 +39,13 @@ async def sink(self: AppCommand, group: str, batch_rows: int, batch_age: float, 
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = asyncio.Event()
+    client = None
+    if settings.clickhouse_outage_file:
+        from sinks.clickhouse import connect
+        from sinks.outage import OutageGate
+
+        inner = await asyncio.to_thread(connect, settings.clickhouse_url)
+        client = OutageGate(inner, settings.clickhouse_outage_file)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
@@ -53,6 +60,7 @@ async def sink(self: AppCommand, group: str, batch_rows: int, batch_age: float, 
         batch_max_age_s=batch_age,
         dead_letter_topic=settings.topic(DEADLETTER),
         query_port=query_port,
+        client=client,
         redact=redactor().redact,
         on_ready=lambda: console.print(f"sink ready: {settings.topic(TRACES)} -> {settings.clickhouse_url}"),
     )

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
 
     # A ClickHouse server URL (http(s)://user:pass@host:8123/) or the embedded engine, chdb:///dir.
     clickhouse: str = Field("", validation_alias=AliasChoices("CLICKHOUSE_URL", "AGENTSTREAM_CLICKHOUSE_URL"))
+    # Fault drills: while this file exists the sink's ClickHouse calls are refused.
+    clickhouse_outage_file: Path | None = None
     tracing: bool = True
     # Prompt and answer text on LLM spans (GenAI opt-in content), redacted unless turned off.
     capture_content: bool = True
