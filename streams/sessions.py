@@ -139,3 +139,36 @@ def cap_size(s: Session, max_bytes: int = MAX_SESSION_BYTES) -> Session:
 
 def expired(s: Session, now: int) -> bool:
     return not s["queue"] and s["expires_ms"] < now
+
+
+class OwnerEpochs:
+    """Stamps session values with the epoch of the worker that owns the session's partition.
+
+    The first write a worker makes to a session after it was (re)assigned the partition raises
+    the epoch by one; later writes keep it. A worker that lost the partition without noticing
+    (a zombie) still writes its old epoch, which is lower than the new owner's, and
+    `is_stale` lets a table rebuild skip those writes, so the zombie cannot overwrite the new
+    owner's state in the changelog.
+    """
+
+    def __init__(self) -> None:
+        self._stamped: set[str] = set()
+
+    def reassigned(self) -> None:
+        """Partitions were (re)assigned: every session gets a new epoch at its next write."""
+        self._stamped.clear()
+
+    def stamp(self, session_id: str, value: Session, current: Session | None) -> Session:
+        epoch = int((current or {}).get("epoch", 0))
+        if session_id not in self._stamped:
+            epoch += 1
+            self._stamped.add(session_id)
+        value["epoch"] = epoch
+        return value
+
+
+def is_stale(current: Session | None, incoming: Session | None) -> bool:
+    """A changelog write from an older owner epoch than the value already applied."""
+    if not current or not incoming:
+        return False  # first value, or a delete: always applied
+    return int(incoming.get("epoch", 0)) < int(current.get("epoch", 0))

@@ -83,7 +83,7 @@ async def take_in(routed: Routed, event: Any) -> None:
         )
         span.set_attribute("agentstream.duplicate", not fresh)
     if fresh:
-        sessions[routed.session_id] = value
+        runner.write(routed.session_id, value)
     runner.kick(routed.session_id)
 
 
@@ -151,6 +151,7 @@ async def _note_assignment(sender: Any, assigned: set[Any], **kwargs: Any) -> No
 async def _stop_moved(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
     """Runners of sessions whose partition went to another worker stop; the others carry on."""
     name = channels.routed.get_topic_name()
+    runner.epochs.reassigned()
     actives = app.assignor.assigned_actives()
     stopped = runner.keep_only({tp.partition for tp in actives if tp.topic == name})
     if stopped:

@@ -79,6 +79,7 @@ class TaskRunner:
     # Makes the table's pending changelog writes durable (before the worker dies on a bug).
     flush: Callable[[], Awaitable[None]] = field(default=lambda: _no_wait())
     max_failures: int = 3  # a task that crashes the runner this often is ended with an error
+    epochs: state.OwnerEpochs = field(default_factory=state.OwnerEpochs)
     tracer: Tracer = field(default_factory=NoOpTracer)
     redact: Callable[[str], str] = str
     capture_content: bool = True  # gen_ai.input/output.messages on LLM spans (opt-in content)
@@ -152,7 +153,7 @@ class TaskRunner:
         await self._fence(sid)
         s = copy.deepcopy(self.sessions[sid])
         s["queue"][0]["failures"] = failures
-        self.sessions[sid] = s
+        self.write(sid, s)
         if failures < self.max_failures:
             await self.flush()
             raise exc
@@ -164,6 +165,10 @@ class TaskRunner:
         assert task and task["request_id"] == request_id
         return task["steps"]
 
+    def write(self, sid: str, value: dict[str, Any]) -> None:
+        """Every write to a session goes here: stamped with this worker's owner epoch."""
+        self.sessions[sid] = self.epochs.stamp(sid, value, self.sessions.get(sid))
+
     async def _fence(self, sid: str) -> None:
         """Only the partition's current owner writes: a worker that lost it stops here."""
         await self.settled()
@@ -172,7 +177,7 @@ class TaskRunner:
 
     async def _write_step(self, sid: str, request_id: str, step: dict[str, Any]) -> None:
         await self._fence(sid)
-        self.sessions[sid] = state.record_step(self.sessions[sid], request_id, step, now_ms())
+        self.write(sid, state.record_step(self.sessions[sid], request_id, step, now_ms()))
 
     async def _drive(self, sid: str, task: dict[str, Any]) -> None:
         request_id, routed = task["request_id"], task["routed"]
@@ -414,8 +419,8 @@ class TaskRunner:
         # drops the copy) instead of losing the answer.
         await self.emit(executed, headers)
         await self._fence(sid)
-        self.sessions[sid] = state.finish_task(
-            self.sessions[sid], request_id, fin.status, answer, fin.hold, now_ms()
+        self.write(
+            sid, state.finish_task(self.sessions[sid], request_id, fin.status, answer, fin.hold, now_ms())
         )
 
 

@@ -146,3 +146,40 @@ async def test_two_workers_share_partitions_and_survive_one_being_killed(pipelin
     assert b.alive and re.search(r"resumed \d+ session", b.log()), "the survivor took over tasks"
     keys = collections.Counter(e["key"] for e in pipeline.ledger())
     assert len(keys) == 20 and max(keys.values()) == 1, "each refund ran once across both workers"
+
+
+async def test_a_zombie_write_in_the_changelog_is_skipped_on_rebuild(pipeline: Pipeline) -> None:
+    """A worker that lost a partition without noticing writes an older owner epoch: the next
+    rebuild keeps the new owner's state (the zombie's write is in the changelog but not applied)."""
+    from aiokafka import AIOKafkaProducer
+
+    from streams.partitioning import partition_for
+
+    first = pipeline.start_worker()
+    await pipeline.wait_ready(first)
+    sessions = [f"zombie-s{i}" for i in range(3)]
+    async with pipeline.client() as client:
+        for s in sessions:
+            r = await client.send("Where is my order 1234?", session_id=s, user_id=f"u-{s}")
+            assert (await client.response(r.request_id, 60)).status == "ok"
+    await asyncio.sleep(1.5)
+    first.stop()
+    before = await pipeline.sessions_changelog()
+    victim = before[sessions[0]]
+    assert victim["epoch"] >= 1
+    stale = {**victim, "epoch": victim["epoch"] - 1, "conversation": [{"role": "user", "content": "ZOMBIE"}]}
+    producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            f"{pipeline.settings.app_id}-sessions-changelog",
+            json.dumps(stale).encode(),
+            key=json.dumps(sessions[0]).encode(),  # faust writes table keys as JSON
+            partition=partition_for(sessions[0], pipeline.settings.partitions),
+        )
+    finally:
+        await producer.stop()
+    second = pipeline.start_worker()
+    keys, rebuilt_digest, _ = await wait_rebuilt(pipeline, second)
+    assert keys == len(sessions)
+    assert rebuilt_digest == digest(before), "the zombie's write was applied"

@@ -55,3 +55,17 @@ def test_session_value_is_capped_oldest_history_first() -> None:
     assert size <= state.MAX_SESSION_BYTES
     assert s["trimmed"]["entries"] > 0
     assert s["history"][-1]["request_id"] == "r29", "the newest history is kept"
+
+
+def test_owner_epochs_fence_a_zombie_on_rebuild() -> None:
+    old_owner, new_owner = state.OwnerEpochs(), state.OwnerEpochs()
+    v1 = old_owner.stamp("s", {"n": 1}, None)
+    v2 = old_owner.stamp("s", {"n": 2}, v1)
+    assert v1["epoch"] == v2["epoch"] == 1, "one epoch per ownership"
+    taken = new_owner.stamp("s", {"n": 3}, v2)  # the new owner's first write after takeover
+    assert taken["epoch"] == 2
+    zombie = old_owner.stamp("s", {"n": 99}, v2)  # written by the old owner after it lost it
+    assert state.is_stale(taken, zombie) and not state.is_stale(v2, taken)
+    assert not state.is_stale(taken, None), "deletes always apply"
+    new_owner.reassigned()
+    assert new_owner.stamp("s", {"n": 4}, taken)["epoch"] == 3
