@@ -16,9 +16,11 @@ from typing import Any
 from streams import channels
 from streams import sessions as state
 from streams.app import app
+from streams.codecs import get_codec
 from streams.envelope import consume, die, log, publish
 from streams.execution.runner import TaskRunner
-from streams.records import Executed, Routed, now_ms
+from streams.partitioning import partition_for
+from streams.records import ContextMessage, DeadLetter, Executed, Routed, now_ms
 from streams.runtime import pipeline_config, provider, redactor, tool_ledger, tracer
 from streams.tables import sessions
 from streams.telemetry import request_attributes, stage_span, traceparent_of
@@ -38,6 +40,23 @@ async def _emit(executed: Executed, headers: dict[str, bytes] | None = None) -> 
     await publish(channels.executed, executed, headers, wait=True)
 
 
+async def _dead_letter_task(routed: dict[str, Any], reason: str) -> None:
+    """A task the runner gave up on: its routed request and the reason, for an operator."""
+    record = DeadLetter(
+        topic=channels.routed.get_topic_name(),
+        partition=partition_for(routed["session_id"], _settings.partitions),
+        offset=-1,  # taken in long before; the task state holds it, not an offset
+        key=routed["session_id"].encode(),
+        value=get_codec().encode(
+            Routed(**{**routed, "context": [ContextMessage(**c) for c in routed["context"]]})
+        ),
+        reason=reason,
+        failed_ms=now_ms(),
+    )
+    fut = await channels.deadletter.send(key=record.key, value=get_codec().encode(record))
+    await fut
+
+
 async def _settled() -> None:
     """Returns once no rebalance or table recovery is in progress (ownership is known)."""
     while app.rebalancing or not app.tables.recovery.completed.is_set():
@@ -55,6 +74,7 @@ runner = TaskRunner(
     crash=lambda exc: die("domain-runner", exc),
     settled=_settled,
     flush=lambda: app.producer.flush(),
+    dead_letter=_dead_letter_task,
     tracer=tracer(),
     redact=redactor().redact,
     capture_content=_settings.capture_content,

@@ -80,6 +80,10 @@ class TaskRunner:
     flush: Callable[[], Awaitable[None]] = field(default=lambda: _no_wait())
     max_failures: int = 3  # a task that crashes the runner this often is ended with an error
     epochs: state.OwnerEpochs = field(default_factory=state.OwnerEpochs)
+    # async (routed task, reason): records a task given up on in the dead-letter topic.
+    dead_letter: Callable[[dict[str, Any], str], Awaitable[None]] = field(
+        default=lambda routed, reason: _no_wait()
+    )
     tracer: Tracer = field(default_factory=NoOpTracer)
     redact: Callable[[str], str] = str
     capture_content: bool = True  # gen_ai.input/output.messages on LLM spans (opt-in content)
@@ -158,6 +162,7 @@ class TaskRunner:
             await self.flush()
             raise exc
         reason = f"task failed {failures} times, last with {type(exc).__name__}: {exc}"[:500]
+        await self.dead_letter(task["routed"], reason)
         await self._finish(sid, task["request_id"], task["routed"], Finish("error", "", (reason,), None), None)
 
     def _steps(self, sid: str, request_id: str) -> list[dict[str, Any]]:

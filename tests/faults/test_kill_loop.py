@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from sinks.analytics import run_query
+from streams.processes import WorkerProcess
 from tests.faults.load import Load, count, report, settle
 from tests.integration.harness import Pipeline
 
@@ -16,11 +18,13 @@ pytestmark = pytest.mark.fault
 
 
 async def test_kill_loop_three_workers(pipeline: Pipeline) -> None:
+    url = f"chdb://{pipeline.tmp / 'clickhouse'}"
     pipeline.env_extra.update(
-        {"AGENTSTREAM_SIM_LATENCY_MS": "300", "AGENTSTREAM_SESSION_TIMEOUT_S": "4"}
+        {"AGENTSTREAM_SIM_LATENCY_MS": "300", "AGENTSTREAM_SESSION_TIMEOUT_S": "4", "CLICKHOUSE_URL": url}
     )
     workers = [pipeline.start_worker() for _ in range(3)]
-    for w in workers:
+    sink = WorkerProcess.spawn_sink(pipeline.env(), pipeline.tmp / "sink.log")
+    for w in [*workers, sink]:
         await pipeline.wait_ready(w)
     load = Load()
     n, rng = 3000, random.Random(7)
@@ -44,6 +48,22 @@ async def test_kill_loop_three_workers(pipeline: Pipeline) -> None:
     per_request = collections.Counter(e["request_id"] for e in done if e["tool"] == "issue_refund")
     figures["refunds_missing"] = len(load.refunds - set(per_request))
     figures["refunds_doubled"] = sum(1 for v in per_request.values() if v > 1)
+    # ClickHouse: one decision row per request (a verifier re-run after a kill is not a second
+    # decision), and the rollup equal to the rows.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        decisions = await asyncio.to_thread(_one, url, "SELECT count() FROM agentstream.decisions")
+        if decisions >= n:
+            break
+        await asyncio.sleep(2.0)
+    await asyncio.sleep(3.0)  # a late duplicate row would land by now
+    figures["decision_rows"] = await asyncio.to_thread(_one, url, "SELECT count() FROM agentstream.decisions")
+    figures["decision_requests"] = await asyncio.to_thread(
+        _one, url, "SELECT uniqExact(request_id) FROM agentstream.decisions"
+    )
+    figures["decisions_rollup"] = await asyncio.to_thread(
+        _one, url, "SELECT sum(requests) FROM agentstream.decisions_1m"
+    )
     report("kill loop", figures)
 
     assert figures["lost"] == 0, figures
@@ -52,5 +72,14 @@ async def test_kill_loop_three_workers(pipeline: Pipeline) -> None:
     assert figures["refunds_doubled"] == 0, figures
     assert figures["refunds_missing"] == 0, figures
     assert set(figures["statuses"]) == {"ok"}, figures
-    for w in workers:
+    assert figures["decision_rows"] == figures["decision_requests"] == n, figures
+    assert figures["decisions_rollup"] == n, figures
+    for w in [*workers, sink]:
         assert w.alive, w.log()[-3000:]
+    sink.stop()
+
+
+def _one(url: str, sql: str) -> int:
+    """One number, read through the running sink's read-only endpoint."""
+    _, rows = run_query(sql, clickhouse_url=url)
+    return int(rows[0][0])

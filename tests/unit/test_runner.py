@@ -96,3 +96,33 @@ async def test_a_task_resumes_at_its_last_recorded_step(tmp_path) -> None:
     assert json.loads(resumed[2]["result"]) == json.loads(finished[2]["result"])
     assert len(ToolLedger(tmp_path / "l.sqlite").executions()) == 1
     assert out2[0].status == "ok" and out2[0].answer == out[0].answer
+
+
+class Buggy:
+    """A provider with a bug (not an LLMError): the runner itself fails on every attempt."""
+
+    name = "buggy"
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        raise KeyError("bug")
+
+
+async def test_a_task_that_keeps_failing_is_answered_error_and_dead_lettered(tmp_path) -> None:
+    runner, table, out = make_runner(Buggy(), tmp_path)
+    crashes: list[BaseException] = []
+    dead: list[tuple[str, str]] = []
+
+    async def dead_letter(r: dict[str, Any], reason: str) -> None:
+        dead.append((r["request_id"], reason))
+
+    runner.crash = crashes.append
+    runner.dead_letter = dead_letter
+    table["s9"], _ = state.enqueue(None, routed("r-poison", "s9", "Where is my order?"), 0)
+    for _ in range(runner.max_failures):  # each failure would end the worker; the task resumes
+        runner.kick("s9")
+        await asyncio.gather(*runner.inflight.values(), return_exceptions=True)
+    assert len(crashes) == runner.max_failures - 1, "the worker ends on the first failures"
+    assert [e.status for e in out] == ["error"]
+    assert "failed 3 times" in out[0].reasons[0] and "KeyError" in out[0].reasons[0]
+    assert dead == [("r-poison", out[0].reasons[0])]
+    assert not table["s9"]["queue"], "the partition is free for the next task"
