@@ -226,6 +226,7 @@ class ClickHouseSink:
         self.batch_max_rows = batch_max_rows
         self.batch_max_age_s = batch_max_age_s
         self.redact = redact
+        # Rows this sink has made sure are in each table (inserted, or found there on a replay).
         self.inserted: dict[str, int] = dict.fromkeys(TABLES, 0)
         self._lock = threading.Lock()
         self._pending: list[_Batch] = []
@@ -316,8 +317,9 @@ class ClickHouseSink:
                     self._pending.remove(batch)
         return FlushResult(written, last_offsets, time.perf_counter() - started)
 
-    def _unwritten(self, table: str, rows: list[list[Any]]) -> list[list[Any]]:
-        """The rows whose key the table does not have yet, each key once.
+    def _unwritten(self, table: str, rows: list[list[Any]]) -> tuple[list[list[Any]], int]:
+        """The rows whose key the table does not have yet, each key once; and how many distinct
+        keys the batch holds (all of them are in the table once these rows are inserted).
 
         This is what makes rows and rollups exact whatever the batch boundaries: the insert token
         only recognises a batch cut exactly as before, while a replay after a crash or a revoke
@@ -340,7 +342,7 @@ class ClickHouseSink:
             parameters={"since": int(since_ms), "keys": list(unique)},
         )
         existing = {r[0] for r in found.result_rows}
-        return [row for key, row in unique.items() if key not in existing]
+        return [row for key, row in unique.items() if key not in existing], len(unique)
 
     def _insert_batch(self, batch: _Batch) -> dict[str, int]:
         settings = {**_INSERT_SETTINGS, "insert_deduplication_token": batch.token}
@@ -349,14 +351,16 @@ class ClickHouseSink:
             rows = batch.rows[table]
             if not rows or table in batch.done:
                 continue
-            rows = self._unwritten(table, rows)
-            if rows:
+            fresh, keys = self._unwritten(table, rows)
+            if fresh:
                 self.client.insert(
-                    f"{DATABASE}.{table}", rows, column_names=columns, settings=settings
+                    f"{DATABASE}.{table}", fresh, column_names=columns, settings=settings
                 )
             batch.done.add(table)
-            written[table] = len(rows)
-            self.inserted[table] += len(rows)
+            # Rows of this batch now in the table: inserted here, or found there (a replay, or
+            # an earlier attempt of this batch that landed although the call failed).
+            written[table] = keys
+            self.inserted[table] += keys
         if batch.offsets and batch.group and "sink_offsets" not in batch.done:
             now = datetime.now(UTC)
             offset_rows = [
