@@ -24,6 +24,7 @@ from streams.records import ContextMessage, DeadLetter, Executed, Routed, now_ms
 from streams.runtime import pipeline_config, provider, redactor, tool_ledger, tracer
 from streams.tables import sessions
 from streams.telemetry import request_attributes, stage_span, traceparent_of
+from streams.verification.logic import verify  # pure: the same verdict as the verifier stage
 
 _settings = app.agentstream_settings
 _started = time.monotonic()
@@ -37,7 +38,17 @@ def _owned(partition: int) -> bool:
 
 
 async def _emit(executed: Executed, headers: dict[str, bytes] | None = None) -> None:
+    """Publishes a finished task durably: the `Executed` event, and its verified answer straight
+    into the outbox, both acknowledged before the runner marks the task done.
+
+    The verifier stage verifies the same event again (and records the decision and any
+    escalation); the responder keeps whichever copy of the answer comes first. The direct copy
+    is there because a Faust stage is only at-least-once as far as Faust's commits are: the kill
+    loop once saw a worker commit the verifier's input offset past an event whose answer never
+    reached the outbox (1 of 3,000 requests, 10 SIGKILLs). The runner does not depend on that.
+    """
     await publish(channels.executed, executed, headers, wait=True)
+    await publish(channels.outbox, verify(executed).response, headers, wait=True)
 
 
 async def _dead_letter_task(routed: dict[str, Any], reason: str) -> None:
