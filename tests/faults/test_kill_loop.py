@@ -24,6 +24,7 @@ async def test_kill_loop_three_workers(pipeline: Pipeline) -> None:
     )
     workers = [pipeline.start_worker() for _ in range(3)]
     sink = WorkerProcess.spawn_sink(pipeline.env(), pipeline.tmp / "sink.log")
+    pipeline.workers.append(sink)  # stopped by the fixture whatever happens
     for w in [*workers, sink]:
         await pipeline.wait_ready(w)
     load = Load()

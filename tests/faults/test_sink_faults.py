@@ -33,7 +33,9 @@ async def test_sink_killed_twice_and_clickhouse_away_for_60s(pipeline: Pipeline)
     await pipeline.wait_ready(worker)
 
     def start_sink(n: int) -> WorkerProcess:
-        return WorkerProcess.spawn_sink(pipeline.env(), pipeline.tmp / f"sink-{n}.log")
+        proc = WorkerProcess.spawn_sink(pipeline.env(), pipeline.tmp / f"sink-{n}.log")
+        pipeline.workers.append(proc)  # stopped by the fixture whatever happens
+        return proc
 
     sink = start_sink(0)
     await pipeline.wait_ready(sink)
