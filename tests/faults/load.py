@@ -32,7 +32,13 @@ class Load:
         sid = f"s{i % sessions:04d}"
         tool = tool_every > 0 and i % tool_every == 0
         text = TOOL_TEXT.format(amount=5 + i % 50) if tool else PLAIN_TEXTS[i % len(PLAIN_TEXTS)]
-        req = Request(request_id=rid, session_id=sid, user_id=f"u{i % sessions}", text=text, created_ms=now_ms())
+        req = Request(
+            request_id=rid,
+            session_id=sid,
+            user_id=f"u{i % sessions}",
+            text=text,
+            created_ms=now_ms(),
+        )
         self.sent[rid] = req
         if tool:
             self.refunds.add(rid)
@@ -89,7 +95,9 @@ def count(responses: list[Response], expected: set[str]) -> dict[str, Any]:
     }
 
 
-async def settle(pipeline: Pipeline, expected: set[str], timeout_s: float) -> tuple[list[Response], float]:
+async def settle(
+    pipeline: Pipeline, expected: set[str], timeout_s: float
+) -> tuple[list[Response], float]:
     """Waits until every expected id is answered, then a little longer for late duplicates."""
     started = time.monotonic()
     deadline = started + timeout_s
@@ -103,6 +111,42 @@ async def settle(pipeline: Pipeline, expected: set[str], timeout_s: float) -> tu
     took = time.monotonic() - started
     await asyncio.sleep(3.0)  # a copy published late (a resumed task) would show up by now
     return await pipeline.responses(), took
+
+
+async def where_lost(
+    pipeline: Pipeline, lost: set[str], sent: dict[str, Request]
+) -> dict[str, Any]:
+    """For a failed drill: how far the lost requests got (outbox? task state?) and their partitions."""
+    if not lost:
+        return {}
+    codec = get_codec()
+    in_outbox = set()
+    for m in await pipeline.read_topic("outbox"):
+        try:
+            rid = codec.decode(m.value, Response).request_id
+        except Exception:
+            continue
+        if rid in lost:
+            in_outbox.add(rid)
+    states: collections.Counter[str] = collections.Counter()
+    sessions = await pipeline.sessions_changelog()
+    for rid in lost:
+        value = sessions.get(sent[rid].session_id) or {}
+        queued = {t.get("request_id"): t for t in value.get("queue") or [] if isinstance(t, dict)}
+        if rid in queued:
+            position = list(queued).index(rid)
+            states[f"queue[{min(position, 1)}]:{queued[rid].get('status')}"] += 1
+        elif rid in (value.get("handled") or {}):
+            states["handled-no-task"] += 1
+        else:
+            states["not-in-session"] += 1
+    sessions_of_lost = collections.Counter(sent[rid].session_id for rid in lost)
+    return {
+        "lost_in_outbox": len(in_outbox),
+        "lost_states": dict(states),
+        "lost_sessions": len(sessions_of_lost),
+        "lost_sample": sorted(lost)[:5],
+    }
 
 
 def report(name: str, figures: dict[str, Any]) -> None:

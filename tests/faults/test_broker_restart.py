@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.load import Load, count, report, settle
+from tests.faults.load import Load, count, report, settle, where_lost
 from tests.integration.conftest import _launcher
 from tests.integration.harness import Pipeline
 
@@ -40,7 +40,9 @@ async def test_broker_down_for_30s_mid_stream(own_broker, tmp_path: Path) -> Non
         await pipeline.wait_ready(worker)
         load = Load()
         producing = asyncio.create_task(
-            load.publish(pipeline, 900, sessions=60, rate=15.0, tool_every=4, request_timeout_ms=180_000)
+            load.publish(
+                pipeline, 900, sessions=60, rate=15.0, tool_every=4, request_timeout_ms=180_000
+            )
         )
         await asyncio.sleep(10.0)
         await asyncio.to_thread(launcher.down, data, 60, lambda _m: None)
@@ -58,8 +60,16 @@ async def test_broker_down_for_30s_mid_stream(own_broker, tmp_path: Path) -> Non
         refunds = [e["request_id"] for e in done if e["tool"] == "issue_refund"]
         figures["refunds_doubled"] = len(refunds) - len(set(refunds))
         figures["refunds_missing"] = len(load.refunds - set(refunds))
+        figures.update(
+            await where_lost(
+                pipeline, set(load.sent) - {r.request_id for r in responses}, load.sent
+            )
+        )
         report("broker stopped 30 s", figures)
-        assert figures["lost"] == 0 and figures["doubled"] == 0 and figures["unexpected"] == 0, figures
+        tail = "\n--- worker log (tail) ---\n" + worker.log()[-6000:]
+        assert figures["lost"] == 0 and figures["doubled"] == 0 and figures["unexpected"] == 0, (
+            f"{figures}{tail}"
+        )
         assert figures["refunds_doubled"] == 0 and figures["refunds_missing"] == 0, figures
         assert worker.alive, "the worker rides out the outage:\n" + worker.log()[-3000:]
     finally:

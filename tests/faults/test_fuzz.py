@@ -19,7 +19,9 @@ pytestmark = pytest.mark.fault
 
 
 def _request(rid: str, sid: str, text: str = "What are your opening hours?", **kw) -> Request:
-    return Request(request_id=rid, session_id=sid, user_id="u-" + sid, text=text, created_ms=now_ms(), **kw)
+    return Request(
+        request_id=rid, session_id=sid, user_id="u-" + sid, text=text, created_ms=now_ms(), **kw
+    )
 
 
 def bad_event(rng: random.Random, i: int) -> tuple[str, bytes | None, bytes]:
@@ -28,7 +30,16 @@ def bad_event(rng: random.Random, i: int) -> tuple[str, bytes | None, bytes]:
     sid = f"fz{i % 97}"
     good = codec.encode(_request(f"bad-{i}", sid, "x" * rng.randrange(1, 60)))
     kind = rng.choice(
-        ["random", "truncated", "fingerprint", "utf8", "empty_session", "wrong_key", "no_key", "empty"]
+        [
+            "random",
+            "truncated",
+            "fingerprint",
+            "utf8",
+            "empty_session",
+            "wrong_key",
+            "no_key",
+            "empty",
+        ]
     )
     if kind == "random":
         return kind, sid.encode(), rng.randbytes(rng.randrange(1, 300))
@@ -49,7 +60,9 @@ def bad_event(rng: random.Random, i: int) -> tuple[str, bytes | None, bytes]:
     return kind, sid.encode(), b""
 
 
-async def test_fuzz_bad_events_are_dead_lettered_and_valid_ones_answered_once(pipeline: Pipeline) -> None:
+async def test_fuzz_bad_events_are_dead_lettered_and_valid_ones_answered_once(
+    pipeline: Pipeline,
+) -> None:
     pipeline.env_extra["AGENTSTREAM_SIM_LATENCY_MS"] = "20"
     worker = pipeline.start_worker()
     await pipeline.wait_ready(worker)
@@ -59,7 +72,9 @@ async def test_fuzz_bad_events_are_dead_lettered_and_valid_ones_answered_once(pi
     over_limit: set[str] = set()
     bad: collections.Counter[bytes] = collections.Counter()
     kinds: collections.Counter[str] = collections.Counter()
-    producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap, max_request_size=2_000_000, linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=pipeline.bootstrap, max_request_size=2_000_000, linger_ms=5
+    )
     await producer.start()
     topic = pipeline.settings.topic("requests")
     started = time.monotonic()
@@ -73,7 +88,9 @@ async def test_fuzz_bad_events_are_dead_lettered_and_valid_ones_answered_once(pi
             if i % 20 == 0:  # a valid request every 20 bad ones
                 req = _request(f"ok-{i}", f"fz{i % 97}")
                 valid.add(req.request_id)
-                pending.append(await producer.send(topic, codec.encode(req), key=req.session_id.encode()))
+                pending.append(
+                    await producer.send(topic, codec.encode(req), key=req.session_id.encode())
+                )
         # Well-formed but over the limits: answered `error`, never carried into state.
         big_context = _request(
             "big-context", "fz-big", context=[ContextMessage(role="user", content="x")] * 100_000
@@ -81,7 +98,9 @@ async def test_fuzz_bad_events_are_dead_lettered_and_valid_ones_answered_once(pi
         near_limit = _request("near-limit", "fz-big", text="y" * 1_000_000)
         for req in (big_context, near_limit):
             over_limit.add(req.request_id)
-            pending.append(await producer.send(topic, codec.encode(req), key=req.session_id.encode()))
+            pending.append(
+                await producer.send(topic, codec.encode(req), key=req.session_id.encode())
+            )
         for fut in pending:
             await fut
     finally:

@@ -11,7 +11,7 @@ import pytest
 
 from sinks.analytics import run_query
 from streams.processes import WorkerProcess
-from tests.faults.load import Load, count, report, settle
+from tests.faults.load import Load, count, report, settle, where_lost
 from tests.integration.harness import Pipeline
 
 pytestmark = pytest.mark.fault
@@ -20,7 +20,11 @@ pytestmark = pytest.mark.fault
 async def test_kill_loop_three_workers(pipeline: Pipeline) -> None:
     url = f"chdb://{pipeline.tmp / 'clickhouse'}"
     pipeline.env_extra.update(
-        {"AGENTSTREAM_SIM_LATENCY_MS": "300", "AGENTSTREAM_SESSION_TIMEOUT_S": "4", "CLICKHOUSE_URL": url}
+        {
+            "AGENTSTREAM_SIM_LATENCY_MS": "300",
+            "AGENTSTREAM_SESSION_TIMEOUT_S": "4",
+            "CLICKHOUSE_URL": url,
+        }
     )
     workers = [pipeline.start_worker() for _ in range(3)]
     sink = WorkerProcess.spawn_sink(pipeline.env(), pipeline.tmp / "sink.log")
@@ -55,17 +59,24 @@ async def test_kill_loop_three_workers(pipeline: Pipeline) -> None:
     spans = len(await pipeline.read_topic("traces"))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        stored = await asyncio.to_thread(_one, url, "SELECT uniqExact(SpanId) FROM agentstream.otel_traces")
+        stored = await asyncio.to_thread(
+            _one, url, "SELECT uniqExact(SpanId) FROM agentstream.otel_traces"
+        )
         if stored >= spans:
             break
         await asyncio.sleep(2.0)
     await asyncio.sleep(3.0)  # a late duplicate row would land by now
-    figures["decision_rows"] = await asyncio.to_thread(_one, url, "SELECT count() FROM agentstream.decisions")
+    figures["decision_rows"] = await asyncio.to_thread(
+        _one, url, "SELECT count() FROM agentstream.decisions"
+    )
     figures["decision_requests"] = await asyncio.to_thread(
         _one, url, "SELECT uniqExact(request_id) FROM agentstream.decisions"
     )
     figures["decisions_rollup"] = await asyncio.to_thread(
         _one, url, "SELECT sum(requests) FROM agentstream.decisions_1m"
+    )
+    figures.update(
+        await where_lost(pipeline, set(load.sent) - {r.request_id for r in responses}, load.sent)
     )
     report("kill loop", figures)
 

@@ -98,7 +98,9 @@ async def test_sink_killed_twice_and_clickhouse_away_for_60s(pipeline: Pipeline)
 def _rows_now(url: str) -> int:
     """Distinct spans in otel_traces, asked through the running sink's read-only endpoint."""
     try:
-        _, rows = run_query("SELECT uniqExact(SpanId) FROM agentstream.otel_traces", clickhouse_url=url)
+        _, rows = run_query(
+            "SELECT uniqExact(SpanId) FROM agentstream.otel_traces", clickhouse_url=url
+        )
     except (QueryError, OSError):
         return -1
     return int(rows[0][0]) if rows else -1
