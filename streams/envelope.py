@@ -13,7 +13,7 @@ from faust.exceptions import ProducerSendError
 
 from streams import channels
 from streams.codecs import DecodeError, get_codec
-from streams.records import DeadLetter, now_ms
+from streams.records import DeadLetter
 
 log = logging.getLogger("agentstream")
 T = TypeVar("T")
@@ -34,27 +34,11 @@ async def publish(
         await fut
 
 
-# A dead letter carries the original bytes, but never more than this: what the pipeline
-# produces must stay under the producer's 1 MB request limit, whatever it was sent.
-MAX_DEAD_VALUE_BYTES = 256 * 1024
-
-
 async def dead_letter(event: Any, reason: str) -> None:
     msg = event.message
     value = msg.value if isinstance(msg.value, bytes) else bytes(msg.value or b"")
     key = msg.key if isinstance(msg.key, bytes | type(None)) else str(msg.key).encode()
-    if len(value) > MAX_DEAD_VALUE_BYTES:
-        reason += f" (value truncated from {len(value)} to {MAX_DEAD_VALUE_BYTES} bytes)"
-        value = value[:MAX_DEAD_VALUE_BYTES]
-    record = DeadLetter(
-        topic=msg.topic,
-        partition=msg.partition,
-        offset=msg.offset,
-        key=key[:1024] if key else key,
-        value=value,
-        reason=reason,
-        failed_ms=now_ms(),
-    )
+    record = DeadLetter.of(msg.topic, msg.partition, msg.offset, key[:1024] if key else key, value, reason)
     await channels.deadletter.send(key=msg.key, value=get_codec().encode(record))
     log.warning("dead-lettered %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
 

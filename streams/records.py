@@ -188,6 +188,29 @@ class DeadLetter:
     reason: str
     failed_ms: int
 
+    @classmethod
+    def of(
+        cls, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, reason: str
+    ) -> DeadLetter:
+        """A dead letter for one record, its value cut to `MAX_DEAD_VALUE_BYTES` (said in the reason)."""
+        if len(value) > MAX_DEAD_VALUE_BYTES:
+            reason += f" (value truncated from {len(value)} to {MAX_DEAD_VALUE_BYTES} bytes)"
+            value = value[:MAX_DEAD_VALUE_BYTES]
+        return cls(
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=key,
+            value=value,
+            reason=reason,
+            failed_ms=now_ms(),
+        )
+
+
+# A dead letter carries the original bytes, but never more than this: what the pipeline
+# produces must stay under the producer's 1 MB request limit, whatever it was sent.
+MAX_DEAD_VALUE_BYTES = 256 * 1024
+
 
 @dataclass(slots=True, kw_only=True)
 class SpanEvent:

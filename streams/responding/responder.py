@@ -24,9 +24,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import ProducerFenced
 
 from streams.codecs import DecodeError, get_codec
 from streams.records import DeadLetter, Response, now_ms
@@ -61,6 +62,8 @@ class Responder:
         self.cfg = cfg
         self._on_fatal = on_fatal
         self._owned: dict[int, _Partition] = {}
+        self._assigned: set[TopicPartition] = set()  # as the listener last saw it
+        self._unheld: set[TopicPartition] = set()  # assigned, but no producer yet: retake, rewind
         self._lock = asyncio.Lock()  # a batch and a rebalance never interleave
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -78,6 +81,7 @@ class Responder:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             session_timeout_ms=self.cfg.session_timeout_ms,
+            rebalance_timeout_ms=60_000,  # taking a partition reads back its dedup window
             heartbeat_interval_ms=max(500, self.cfg.session_timeout_ms // 6),
             max_poll_records=self.cfg.max_batch,
         )
@@ -109,8 +113,12 @@ class Responder:
             acks="all",
             linger_ms=1,
         )
-        await producer.start()  # init_transactions: aborts the old owner's open transaction
-        answered = await self._answered_in(partition)
+        try:
+            await producer.start()  # init_transactions: aborts the old owner's open transaction
+            answered = await self._answered_in(partition)
+        except BaseException:
+            await _quietly(producer.stop())
+            raise
         self._owned[partition] = _Partition(producer, answered)
 
     async def _answered_in(self, partition: int) -> dict[str, int]:
@@ -156,84 +164,108 @@ class Responder:
         assert self._consumer
         try:
             while not self._stopping:
-                batches = await self._consumer.getmany(timeout_ms=200, max_records=self.cfg.max_batch)
+                batches = await self._consumer.getmany(
+                    timeout_ms=200, max_records=self.cfg.max_batch
+                )
                 for tp, records in batches.items():
                     if records:
                         await self._publish(tp, records)
+                if self._unheld:
+                    await self._retake_unheld()
                 self._expire()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a dead responder would silently stop every answer: end loudly
             self._on_fatal(exc)
 
-    async def _publish(self, tp: TopicPartition, records: list) -> None:
+    async def _publish(self, tp: TopicPartition, records: list[Any]) -> None:
         async with self._lock:
-            part = self._owned.get(tp.partition)
-            if part is None:
-                assert self._consumer
-                if tp in self._consumer.assignment():
-                    # Assigned, but taking it failed (broker away): take it now, then read again.
-                    await self._retake(tp, records[0].offset)
-                return  # otherwise revoked while we fetched: the new owner reads these again
+            if tp not in self._assigned or tp in self._unheld:
+                return  # revoked (the new owner reads these again) or rewound once retaken
+            part = self._owned[tp.partition]
             fresh: dict[str, int] = {}
             try:
                 async with part.producer.transaction():
-                    for msg in records:
-                        await self._one(part, tp.partition, msg, fresh)
+                    sends = [await self._one(part, tp.partition, msg, fresh) for msg in records]
+                    await asyncio.gather(*(f for f in sends if f is not None))
                     await part.producer.send_offsets_to_transaction(
                         {tp: records[-1].offset + 1}, self.cfg.group_id
                     )
-            except ProducerFenced:
-                log.warning("responder: partition %d fenced by a newer owner; dropping it", tp.partition)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Aborted, fenced or never begun: nothing of this batch is visible. The partition
+                # is taken again (a new producer: init_transactions resolves any half-done state)
+                # and read again from its committed offset; a revoke in the meantime hands the
+                # batch to the new owner instead.
+                kind = "fenced" if isinstance(exc, ProducerFenced) else "failed"
+                log.warning(
+                    "responder: transaction on partition %d %s (%r); taking it again",
+                    tp.partition,
+                    kind,
+                    exc,
+                )
                 await self._drop(tp.partition)
-                return
-            except KafkaError as exc:
-                # Aborted (or never begun): nothing of this batch is visible. Rebuild the producer
-                # (init_transactions resolves any half-done state) and read the batch again.
-                log.warning("responder: transaction on partition %d failed (%r); retrying", tp.partition, exc)
-                await self._drop(tp.partition)
-                await asyncio.sleep(0.5)
-                await self._retake(tp, records[0].offset)
+                self._unheld.add(tp)
                 return
             part.answered.update(fresh)
             self.published += len(fresh)
 
-    async def _retake(self, tp: TopicPartition, offset: int) -> None:
+    async def _retake_unheld(self) -> None:
+        """Takes again the assigned partitions we hold no producer for, each rewound to its
+        committed offset (what was fetched meanwhile was dropped). One try per loop turn, and the
+        lock is released between tries, so a rebalance is never held up by a broker outage."""
         assert self._consumer
-        while not self._stopping:
-            if tp not in self._consumer.assignment():
-                return
-            try:
-                await self._take(tp.partition)
-                self._consumer.seek(tp, offset)
-                return
-            except KafkaError as exc:
-                log.warning("responder: cannot take partition %d yet (%r)", tp.partition, exc)
-                await asyncio.sleep(1.0)
+        async with self._lock:
+            self._unheld &= self._assigned
+            for tp in sorted(self._unheld, key=lambda t: t.partition):
+                try:
+                    if tp.partition not in self._owned:
+                        await self._take(tp.partition)
+                    committed = await self._consumer.committed(tp)
+                    if committed is None:
+                        await self._consumer.seek_to_beginning(tp)
+                    else:
+                        self._consumer.seek(tp, committed)
+                    self._unheld.discard(tp)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("responder: cannot take partition %d yet (%r)", tp.partition, exc)
+                    await self._drop(tp.partition)
+        if self._unheld:
+            await asyncio.sleep(1.0)
 
-    async def _one(self, part: _Partition, partition: int, msg, fresh: dict[str, int]) -> None:
+    async def _one(
+        self, part: _Partition, partition: int, msg: Any, fresh: dict[str, int]
+    ) -> asyncio.Future[Any] | None:
+        """Queues one record into the open transaction; returns its delivery future, if any."""
         try:
             resp = get_codec().decode(msg.value, Response)
         except DecodeError as exc:
-            dead = DeadLetter(
-                topic=msg.topic,
-                partition=msg.partition,
-                offset=msg.offset,
-                key=msg.key,
-                value=msg.value or b"",
-                reason=f"undecodable Response in outbox: {exc}",
-                failed_ms=now_ms(),
+            dead = DeadLetter.of(
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                msg.key,
+                msg.value or b"",
+                f"undecodable Response in outbox: {exc}",
             )
-            await part.producer.send(self.cfg.deadletter, get_codec().encode(dead), key=msg.key)
-            return
+            return await part.producer.send(
+                self.cfg.deadletter, get_codec().encode(dead), key=msg.key
+            )
         rid = resp.request_id
         if rid in part.answered or rid in fresh:
             self.dropped_duplicates += 1
-            return
-        await part.producer.send(
-            self.cfg.responses, msg.value, key=msg.key, partition=partition, headers=list(msg.headers or ())
-        )
+            return None
         fresh[rid] = now_ms()
+        return await part.producer.send(
+            self.cfg.responses,
+            msg.value,
+            key=msg.key,
+            partition=partition,
+            headers=list(msg.headers or ()),
+        )
 
     def _expire(self) -> None:
         cutoff = now_ms() - int(self.cfg.dedup_window_s * 1000)
@@ -248,18 +280,27 @@ class _Listener(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.r._lock:  # waits for the batch in progress to commit or abort
+            self.r._assigned -= set(revoked)
+            self.r._unheld -= set(revoked)
             for tp in revoked:
                 await self.r._drop(tp.partition)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         started = time.monotonic()
         async with self.r._lock:
+            self.r._assigned |= set(assigned)
             for tp in assigned:
                 if tp.partition not in self.r._owned:
-                    await self.r._take(tp.partition)
+                    try:
+                        await self.r._take(tp.partition)
+                    except Exception as exc:  # broker away: the first batch read retakes it
+                        log.warning(
+                            "responder: cannot take partition %d yet (%r)", tp.partition, exc
+                        )
         log.info(
             "responder: took partitions %s in %.2fs",
-            sorted(tp.partition for tp in assigned), time.monotonic() - started,
+            sorted(tp.partition for tp in assigned),
+            time.monotonic() - started,
         )
 
 
