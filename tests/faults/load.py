@@ -12,6 +12,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from sinks.analytics import QueryError, run_query
 from streams.codecs import get_codec
 from streams.records import Request, Response, now_ms
 from tests.integration.harness import Pipeline
@@ -152,3 +153,14 @@ async def where_lost(
 def report(name: str, figures: dict[str, Any]) -> None:
     """One JSON line per drill, for the closing note and the README table."""
     print(json.dumps({"fault": name, **figures}))
+
+
+def stored_spans(url: str) -> int:
+    """Distinct spans in otel_traces, asked through the running sink's read-only endpoint."""
+    try:
+        _, rows = run_query(
+            "SELECT uniqExact(SpanId) FROM agentstream.otel_traces", clickhouse_url=url
+        )
+    except (QueryError, OSError):
+        return -1
+    return int(rows[0][0]) if rows else -1

@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.load import Load, count, report, settle, where_lost
+from sinks.clickhouse import connect
+from streams.codecs import get_codec
+from streams.processes import WorkerProcess
+from streams.records import Span
+from tests.faults.load import Load, count, report, settle, stored_spans, where_lost
 from tests.integration.conftest import _launcher
 from tests.integration.harness import Pipeline
 
@@ -33,11 +37,15 @@ def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 async def test_broker_down_for_30s_mid_stream(own_broker, tmp_path: Path) -> None:
     launcher, port, data, bootstrap = own_broker
     pipeline = Pipeline(bootstrap, tmp_path / "pipeline")
-    pipeline.env_extra["AGENTSTREAM_SIM_LATENCY_MS"] = "100"
+    url = f"chdb://{pipeline.tmp / 'clickhouse'}"
+    pipeline.env_extra.update({"AGENTSTREAM_SIM_LATENCY_MS": "100", "CLICKHOUSE_URL": url})
     await pipeline.create_topics()
     try:
         worker = pipeline.start_worker()
         await pipeline.wait_ready(worker)
+        sink = WorkerProcess.spawn_sink(pipeline.env(), pipeline.tmp / "sink.log")
+        pipeline.workers.append(sink)
+        await pipeline.wait_ready(sink)
         load = Load()
         producing = asyncio.create_task(
             load.publish(
@@ -55,6 +63,7 @@ async def test_broker_down_for_30s_mid_stream(own_broker, tmp_path: Path) -> Non
         figures = count(responses, set(load.sent))
         figures["broker_down_s"] = round(back - stopped, 1)
         figures["worker_restarts"] = 0 if worker.alive else 1
+        figures["sink_restarts"] = 0 if sink.alive else 1
         figures["recovery_s"] = round(took, 1)
         done = pipeline.ledger()
         refunds = [e["request_id"] for e in done if e["tool"] == "issue_refund"]
@@ -65,12 +74,35 @@ async def test_broker_down_for_30s_mid_stream(own_broker, tmp_path: Path) -> Non
                 pipeline, set(load.sent) - {r.request_id for r in responses}, load.sent
             )
         )
+        # The sink rode out the outage too: every span that reached the topic is stored, once.
+        distinct_spans = len(
+            {get_codec().decode(m.value, Span).span_id for m in await pipeline.read_topic("traces")}
+        )
+        deadline = time.monotonic() + 120
+        while (
+            time.monotonic() < deadline
+            and await asyncio.to_thread(stored_spans, url) < distinct_spans
+        ):
+            await asyncio.sleep(2.0)
+        sink.stop()
+        client = connect(url)
+        try:
+            figures["spans_on_topic"] = distinct_spans
+            figures["span_rows"] = int(
+                client.command("SELECT count() FROM agentstream.otel_traces")
+            )
+            figures["span_rows_distinct"] = int(
+                client.command("SELECT uniqExact(SpanId) FROM agentstream.otel_traces")
+            )
+        finally:
+            client.close()
         report("broker stopped 30 s", figures)
+        assert worker.alive, "the worker rides out the outage:\n" + worker.log()[-6000:]
         tail = "\n--- worker log (tail) ---\n" + worker.log()[-6000:]
         assert figures["lost"] == 0 and figures["doubled"] == 0 and figures["unexpected"] == 0, (
             f"{figures}{tail}"
         )
         assert figures["refunds_doubled"] == 0 and figures["refunds_missing"] == 0, figures
-        assert worker.alive, "the worker rides out the outage:\n" + worker.log()[-3000:]
+        assert figures["span_rows"] == figures["span_rows_distinct"] == distinct_spans, figures
     finally:
         pipeline.stop_all()

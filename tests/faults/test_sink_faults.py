@@ -8,12 +8,11 @@ import time
 
 import pytest
 
-from sinks.analytics import QueryError, run_query
 from sinks.clickhouse import connect
 from streams.codecs import get_codec
 from streams.processes import WorkerProcess
 from streams.records import Span
-from tests.faults.load import Load, count, report, settle
+from tests.faults.load import Load, count, report, settle, stored_spans
 from tests.integration.harness import Pipeline
 
 pytestmark = pytest.mark.fault
@@ -65,7 +64,7 @@ async def test_sink_killed_twice_and_clickhouse_away_for_60s(pipeline: Pipeline)
     # The sink has written everything once its row count stops moving at the topic's total.
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        if await asyncio.to_thread(_rows_now, url) >= len(span_ids):
+        if await asyncio.to_thread(stored_spans, url) >= len(span_ids):
             break
         await asyncio.sleep(2.0)
     sink.stop()
@@ -93,14 +92,3 @@ async def test_sink_killed_twice_and_clickhouse_away_for_60s(pipeline: Pipeline)
     assert figures["decision_rows"] == figures["decisions_expected"] == len(load.sent), figures
     assert figures["decisions_rollup"] == figures["decision_rows"], figures
     assert figures["llm_rollup"] == figures["llm_rows"], figures
-
-
-def _rows_now(url: str) -> int:
-    """Distinct spans in otel_traces, asked through the running sink's read-only endpoint."""
-    try:
-        _, rows = run_query(
-            "SELECT uniqExact(SpanId) FROM agentstream.otel_traces", clickhouse_url=url
-        )
-    except (QueryError, OSError):
-        return -1
-    return int(rows[0][0]) if rows else -1
