@@ -17,6 +17,13 @@ SEEN_WINDOW_MS = 24 * 3_600_000
 # Under the producer's 1 MB request limit with room for the record's framing: a session value
 # larger than this is trimmed (oldest history first) before it is written to the changelog.
 MAX_SESSION_BYTES = 512 * 1024
+# A new task is taken in only while the value stays under this: the rest is room for the steps
+# of the task in progress (LLM answers, tool results), which cannot be trimmed.
+MAX_QUEUED_BYTES = 384 * 1024
+
+
+class SessionFull(ValueError):
+    """The session cannot take another task without outgrowing its byte cap."""
 
 Session = dict[str, Any]
 
@@ -58,7 +65,9 @@ def enqueue(
     traceparent: str = "",
     window_ms: int = SEEN_WINDOW_MS,
 ) -> tuple[Session, bool]:
-    """Adds a routed request as a task; False when this request id was already taken in."""
+    """Adds a routed request as a task; False when this request id was already taken in.
+
+    Raises `SessionFull` when the queued tasks would not fit under `MAX_QUEUED_BYTES`."""
     s = copy.deepcopy(s) if s else new_session(routed["session_id"], routed["user_id"], routed["tenant_id"])
     if isinstance(s.get("handled"), list):  # values written before the dedup window existed
         s["handled"] = dict.fromkeys(s["handled"], now)
@@ -72,7 +81,26 @@ def enqueue(
         {"request_id": rid, "routed": routed, "status": "queued", "steps": [], "traceparent": traceparent}
     )
     touch(s, now)
-    return cap_size(s), True
+    s = cap_size(s, MAX_QUEUED_BYTES)  # history gives way to queued work first
+    size = _size(s)
+    if size > MAX_QUEUED_BYTES:
+        raise SessionFull(
+            f"session has {len(s['queue']) - 1} request(s) in progress and no room for one more"
+            f" ({size} of {MAX_QUEUED_BYTES} bytes); try again later"
+        )
+    return s, True
+
+
+def mark_handled(s: Session, request_id: str, now: int, window_ms: int = SEEN_WINDOW_MS) -> Session:
+    """Remembers a request id answered without a task (rejected at intake): a redelivery of it
+    is then a duplicate, never a task run after its `error` answer."""
+    s = copy.deepcopy(s)
+    _remember(s["handled"], request_id, now, window_ms)
+    return s
+
+
+def _size(s: Session) -> int:
+    return len(json.dumps(s, ensure_ascii=False).encode())
 
 
 def knows(s: Session | None, request_id: str) -> bool:
@@ -124,7 +152,7 @@ def finish_task(
 def cap_size(s: Session, max_bytes: int = MAX_SESSION_BYTES) -> Session:
     """Keeps a session value under `max_bytes` of JSON: finished history goes first (oldest
     first), then the oldest conversation turns. The trim is recorded in the value."""
-    size = len(json.dumps(s, ensure_ascii=False).encode())
+    size = _size(s)
     if size <= max_bytes:
         return s
     trimmed = 0
@@ -132,7 +160,7 @@ def cap_size(s: Session, max_bytes: int = MAX_SESSION_BYTES) -> Session:
         while s[key] and size > max_bytes:
             s[key].pop(0)
             trimmed += 1
-            size = len(json.dumps(s, ensure_ascii=False).encode())
+            size = _size(s)
     s["trimmed"] = {"entries": s.get("trimmed", {}).get("entries", 0) + trimmed, "bytes": size}
     return s
 

@@ -104,18 +104,32 @@ async def take_in(routed: Routed, event: Any) -> None:
         return
     current = sessions.get(routed.session_id)
     queued = len(current["queue"]) if current else 0
+    window_ms = int(_settings.dedup_window_s * 1000)
     if queued >= MAX_QUEUED and not state.knows(current, routed.request_id):
-        await _reject(routed, f"too many requests in progress for this session ({queued}); try again later")
+        await _reject_busy(routed, f"too many requests in progress for this session ({queued}); try again later")
         return
     attrs = {**request_attributes(routed), "agentstream.domain": routed.domain}
     with stage_span(runner.tracer, channels.routed.get_topic_name(), "domain_agent", event.headers, attrs) as span:
-        value, fresh = state.enqueue(
-            current, _as_dict(routed), now_ms(), traceparent_of(span), int(_settings.dedup_window_s * 1000)
-        )
+        try:
+            value, fresh = state.enqueue(current, _as_dict(routed), now_ms(), traceparent_of(span), window_ms)
+        except state.SessionFull as full:
+            span.set_attribute("agentstream.rejected", str(full))
+            await _reject_busy(routed, str(full))
+            return
         span.set_attribute("agentstream.duplicate", not fresh)
     if fresh:
         runner.write(routed.session_id, value)
     runner.kick(routed.session_id)
+
+
+async def _reject_busy(routed: Routed, reason: str) -> None:
+    """Answers `error` first (acknowledged), then remembers the id, so a redelivered copy is a
+    duplicate rather than a task run after its error answer; a crash in between answers twice,
+    and the responder keeps the first."""
+    await _reject(routed, reason)
+    current = sessions.get(routed.session_id)
+    if current is not None:
+        runner.write(routed.session_id, state.mark_handled(current, routed.request_id, now_ms(), window_ms=int(_settings.dedup_window_s * 1000)))
 
 
 async def _reject(routed: Routed, reason: str) -> None:

@@ -134,6 +134,11 @@ class TaskRunner:
                 task = state.current_task(self.sessions.get(sid))
                 if task is None or not self.owned(self.part(sid)):
                     return
+                if int(task.get("failures", 0)) >= self.max_failures:
+                    # Given up before, but the worker died before the answer was written: answer
+                    # now, without running the task a fourth time.
+                    await self._give_up(sid, task, "task failed too often; its last run was interrupted")
+                    continue
                 try:
                     await self._drive(sid, task)
                 except asyncio.CancelledError:
@@ -161,7 +166,11 @@ class TaskRunner:
         if failures < self.max_failures:
             await self.flush()
             raise exc
-        reason = f"task failed {failures} times, last with {type(exc).__name__}: {exc}"[:500]
+        await self._give_up(sid, task, f"task failed {failures} times, last with {type(exc).__name__}: {exc}")
+
+    async def _give_up(self, sid: str, task: dict[str, Any], reason: str) -> None:
+        """Dead-letters the task's request with the reason and answers `error`."""
+        reason = reason[:500]
         await self.dead_letter(task["routed"], reason)
         await self._finish(sid, task["request_id"], task["routed"], Finish("error", "", (reason,), None), None)
 

@@ -69,3 +69,25 @@ def test_owner_epochs_fence_a_zombie_on_rebuild() -> None:
     assert not state.is_stale(taken, None), "deletes always apply"
     new_owner.reassigned()
     assert new_owner.stamp("s", {"n": 4}, taken)["epoch"] == 3
+
+
+def test_queued_tasks_cannot_outgrow_the_session_cap() -> None:
+    """Twenty queued requests of 200 kB each would make a 4 MB value: the ones that do not fit
+    are refused (the caller answers `error`), and the value stays under the changelog limit."""
+    s, refused = None, []
+    for i in range(20):
+        try:
+            s, _ = state.enqueue(s, _routed(f"r{i}", "x" * 200_000), now=i)
+        except state.SessionFull as full:
+            refused.append((f"r{i}", str(full)))
+    assert s is not None and len(s["queue"]) == 1, "one 200 kB task fits, a second does not"
+    assert len(refused) == 19 and "no room" in refused[0][1]
+    assert len(state.json.dumps(s).encode()) <= state.MAX_QUEUED_BYTES
+
+
+def test_a_rejected_id_is_remembered_as_handled() -> None:
+    s, _ = state.enqueue(None, _routed("a"), now=1)
+    s = state.mark_handled(s, "rejected", now=2)
+    assert state.knows(s, "rejected")
+    _, fresh = state.enqueue(s, _routed("rejected"), now=3)
+    assert not fresh, "a redelivered rejected request is not run after its error answer"

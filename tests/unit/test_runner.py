@@ -126,3 +126,29 @@ async def test_a_task_that_keeps_failing_is_answered_error_and_dead_lettered(tmp
     assert "failed 3 times" in out[0].reasons[0] and "KeyError" in out[0].reasons[0]
     assert dead == [("r-poison", out[0].reasons[0])]
     assert not table["s9"]["queue"], "the partition is free for the next task"
+
+
+async def test_a_give_up_interrupted_by_a_crash_is_finished_without_running_the_task_again(tmp_path) -> None:
+    """The worker died after recording the last failure but before the error answer: the next
+    owner answers `error` at once instead of running (and paying for) the task once more."""
+    calls: list[str] = []
+
+    class Counting(Buggy):
+        async def chat(self, request: ChatRequest) -> ChatResponse:
+            calls.append("chat")
+            return await super().chat(request)
+
+    runner, table, out = make_runner(Counting(), tmp_path)
+    dead: list[str] = []
+
+    async def dead_letter(r: dict[str, Any], reason: str) -> None:
+        dead.append(r["request_id"])
+
+    runner.dead_letter = dead_letter
+    table["s8"], _ = state.enqueue(None, routed("r-given-up", "s8", "Where is my order?"), 0)
+    table["s8"]["queue"][0]["failures"] = runner.max_failures
+    runner.kick("s8")
+    await asyncio.gather(*runner.inflight.values(), return_exceptions=True)
+    assert calls == [], "no LLM call for a task already given up"
+    assert [e.status for e in out] == ["error"] and dead == ["r-given-up"]
+    assert not table["s8"]["queue"]
