@@ -18,8 +18,9 @@ from datetime import date, datetime
 from typing import Any
 
 from sinks.clickhouse import DATABASE, chdb_path, connect
+from sinks.readonly import screen
 from sinks.rows import CONTENT_ATTRIBUTES
-from sinks.sql import check_read_only
+from sinks.sql import ReadOnlyViolation
 
 __all__ = ["QueryError", "close_clients", "report", "run_query", "trace_tree"]
 
@@ -49,11 +50,13 @@ def _from_json(value: Any, type_name: str) -> Any:
 
 
 def _via_endpoint(
-    port: int, sql: str, params: Mapping[str, Any] | None, timeout_s: float
+    port: int, token: str, sql: str, params: Mapping[str, Any] | None, timeout_s: float
 ) -> tuple[Columns, Rows]:
     body = json.dumps({"sql": sql, "params": dict(params or {})}).encode()
     req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/query", body, {"Content-Type": "application/json"}
+        f"http://127.0.0.1:{port}/query",
+        body,
+        {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:
@@ -63,6 +66,8 @@ def _via_endpoint(
             message = json.loads(exc.read())["error"]
         except Exception:
             message = str(exc)
+        if exc.code == 403 and message.startswith("read-only"):
+            raise ReadOnlyViolation(message) from None
         raise QueryError(message) from None
     columns, types = payload["columns"], payload["types"]
     rows = [
@@ -71,18 +76,19 @@ def _via_endpoint(
     return columns, rows
 
 
-def _endpoint_port(url: str) -> int | None:
-    """The port of a live sink endpoint for this chDB directory, if one answers."""
+def _endpoint(url: str) -> tuple[int, str] | None:
+    """Port and token of a live sink endpoint for this chDB directory, if one answers."""
     path = chdb_path(url)
     if path is None:
         return None
     try:
         port = int((path / "sink.port").read_text().strip())
+        token = (path / "sink.token").read_text().strip()
     except (OSError, ValueError):
         return None
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2.0) as resp:
-            return port if resp.status == 200 else None
+            return (port, token) if resp.status == 200 else None
     except (OSError, ValueError):
         return None  # stale file from a sink that died: open the directory ourselves
 
@@ -113,6 +119,10 @@ def _client_query(client: Any, sql: str, params: Mapping[str, Any] | None) -> tu
     return list(result.column_names), [tuple(r) for r in result.result_rows]
 
 
+def _screened_query(client: Any, sql: str, params: Mapping[str, Any] | None) -> tuple[Columns, Rows]:
+    return _client_query(client, screen(client, sql, params), params)
+
+
 def run_query(
     sql: str,
     *,
@@ -122,27 +132,27 @@ def run_query(
 ) -> tuple[Columns, Rows]:
     """Run one read-only statement; returns (column names, rows).
 
-    Raises `sinks.sql.ReadOnlyViolation` for anything but SELECT/WITH/SHOW/DESCRIBE/EXPLAIN and
-    `QueryError` for engine errors. Blocking: from async code call it via `asyncio.to_thread`
-    (in the sink's own process above all, whose event loop serves the endpoint).
+    Raises `sinks.sql.ReadOnlyViolation` for anything `sinks.readonly.screen` refuses (only
+    SELECT/SHOW/DESCRIBE/EXISTS, nothing that reaches outside the database) and `QueryError`
+    for engine errors. Tables may be named without the `agentstream.` prefix. Blocking: from
+    async code call it via `asyncio.to_thread` (in the sink's own process above all, whose
+    event loop serves the endpoint).
     """
-    sql = check_read_only(sql)
     if chdb_path(clickhouse_url) is not None:
-        port = _endpoint_port(clickhouse_url)
-        if port is not None:
-            return _via_endpoint(port, sql, params, timeout_s)
-    if chdb_path(clickhouse_url) is not None:
+        endpoint = _endpoint(clickhouse_url)
+        if endpoint is not None:
+            return _via_endpoint(*endpoint, sql, params, timeout_s)
         # Open per call: a chDB handle left open would pin this process's one engine to the
         # directory (and keep another process, e.g. a sink starting later, out of it).
         with _clients_lock:
             client = _open(clickhouse_url)
             try:
-                return _client_query(client, sql, params)
+                return _screened_query(client, sql, params)
             finally:
                 client.close()
     client, lock = _shared_client(clickhouse_url)
     with lock:
-        return _client_query(client, sql, params)
+        return _screened_query(client, sql, params)
 
 
 def close_clients() -> None:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import clickhouse_connect
 
 from sinks import rows as R
+from sinks.readonly import QUERY_LIMITS
 from sinks.sql import split_statements
 from streams.records import Span
 
@@ -82,25 +83,41 @@ def connect(url: str, *, readonly: bool = False, settings: Mapping[str, Any] | N
     """A clickhouse-connect client for `chdb:///dir` or `http(s)://user:pw@host:port/db`.
 
     Always `tz_mode='aware'` so DateTime columns come back as aware datetimes from both engines.
-    `readonly=True` makes the session itself read-only (chDB: readonly=1, which also blocks file
-    and URL table functions; a server: readonly=2, since clickhouse-connect sends per-query
-    settings that readonly=1 would refuse). chDB hosts one engine per process and one process
-    per directory: a second process on the same directory fails to lock it.
+    `readonly=True` makes the session itself read-only with the per-query limits of
+    `sinks.readonly.QUERY_LIMITS` and `agentstream` as its default database (statements still go
+    through `sinks.readonly.screen` first: the engine's readonly mode alone lets chDB write with
+    `INTO OUTFILE`). chDB hosts one engine per process and one process per directory: a second
+    process on the same directory fails to lock it.
     """
     opts: dict[str, Any] = dict(settings or {})
     path = chdb_path(url)
+    database: str | None = None
+    if readonly:
+        # Limits first: once `readonly` is set, a setting can no longer be changed (chDB applies
+        # them in order). A server gets readonly=2, since clickhouse-connect sends per-query
+        # settings that readonly=1 would refuse; `sinks.readonly.screen` refuses SETTINGS there.
+        opts = {**QUERY_LIMITS, **opts, "readonly": 1 if url.startswith("chdb:") else 2}
+        database = DATABASE  # analysts name tables plainly: `SELECT … FROM llm_calls`
     if url.startswith("chdb:"):
-        if readonly:
-            opts["readonly"] = 1
         dsn = f"chdb://{path}" if path is not None else "chdb://memory"
         if path is not None:
             path.mkdir(parents=True, exist_ok=True)
-        return clickhouse_connect.get_client(dsn=dsn, tz_mode="aware", settings=opts)
+        return _client_in(database, dsn=dsn, tz_mode="aware", settings=opts)
     if url.startswith(("http://", "https://")):
-        if readonly:
-            opts["readonly"] = 2
-        return clickhouse_connect.get_client(dsn=url, tz_mode="aware", settings=opts)
+        return _client_in(database, dsn=url, tz_mode="aware", settings=opts)
     raise ValueError(f"unsupported ClickHouse URL {url!r}: want chdb:///dir or http(s)://host:port")
+
+
+def _client_in(database: str | None, **kwargs: Any) -> Any:
+    """A client whose default database is `database`, or the engine's default while that
+    database does not exist yet (nothing written so far)."""
+    if database is not None:
+        try:
+            return clickhouse_connect.get_client(database=database, **kwargs)
+        except Exception as exc:
+            if "UNKNOWN_DATABASE" not in str(exc) and "does not exist" not in str(exc):
+                raise
+    return clickhouse_connect.get_client(**kwargs)
 
 
 # --------------------------------------------------------------------------------- migrations

@@ -1,23 +1,11 @@
-"""Small SQL text helpers shared by migrations and the read-only query path.
-
-Both need to see SQL the way ClickHouse does (string literals, quoted identifiers and comments
-are opaque), and neither should pull in a parser for that.
+"""Splitting our own migration files into statements (string literals, quoted identifiers and
+comments are opaque). Only for trusted DDL: what an analyst sends is judged by the engine's own
+parser in `sinks.readonly`, never by this scanner.
 """
 
 from __future__ import annotations
 
-import re
-
-__all__ = ["ReadOnlyViolation", "check_read_only", "split_statements", "strip_comments"]
-
-READ_ONLY_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS"})
-# Reads that still reach outside the database (files, network) or write a file.
-_OUTSIDE_RE = re.compile(
-    r"\bINTO\s+OUTFILE\b|\b(?:file|url|s3|s3Cluster|gcs|azureBlobStorage|hdfs|remote|remoteSecure|"
-    r"cluster|mysql|postgresql|mongodb|redis|sqlite|jdbc|odbc|executable|input|iceberg|deltaLake|"
-    r"hudi|fileCluster|urlCluster)\s*\(",
-    re.IGNORECASE,
-)
+__all__ = ["ReadOnlyViolation", "split_statements", "strip_comments"]
 
 
 class ReadOnlyViolation(ValueError):
@@ -96,30 +84,3 @@ def split_statements(sql: str) -> list[str]:
 def strip_comments(sql: str) -> str:
     """`sql` without comments (string literals untouched)."""
     return "".join(" " if kind == "comment" else text for kind, text in _scan(sql)).strip()
-
-
-def check_read_only(sql: str) -> str:
-    """Return the single statement in `sql` if it only reads, else raise ReadOnlyViolation.
-
-    A keyword allow-list, in front of the engine's own `readonly` setting: it keeps out writes,
-    DDL, `SET`, multi-statement input, `INTO OUTFILE` (which chDB runs even when readonly=1) and
-    table functions that read files or the network.
-    """
-    statements = split_statements(sql)
-    if not statements:
-        raise ReadOnlyViolation("read-only: empty query")
-    if len(statements) > 1:
-        raise ReadOnlyViolation("read-only: one statement per query")
-    stmt = statements[0]
-    code = " ".join(text for kind, text in _scan(stmt) if kind == "code")
-    m = re.match(r"[\s(]*([A-Za-z]+)", code)
-    keyword = m[1].upper() if m else ""
-    if keyword not in READ_ONLY_KEYWORDS:
-        allowed = ", ".join(sorted(READ_ONLY_KEYWORDS))
-        raise ReadOnlyViolation(
-            f"read-only: {keyword or 'this statement'} is not allowed ({allowed})"
-        )
-    bad = _OUTSIDE_RE.search(code)
-    if bad:
-        raise ReadOnlyViolation(f"read-only: {bad[0].rstrip('( ')} is not allowed")
-    return stmt

@@ -197,11 +197,12 @@ def _fill(client: Any) -> None:
     sink.flush()
 
 
-def _post(port: int, sql: str) -> tuple[int, dict[str, Any]]:
+def _post(port: int, sql: str, token_dir: Path) -> tuple[int, dict[str, Any]]:
+    token = (token_dir / "chdb" / "sink.token").read_text().strip()
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/query",
         json.dumps({"sql": sql}).encode(),
-        {"Content-Type": "application/json"},
+        {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
@@ -236,9 +237,9 @@ async def test_query_server_is_read_only(client: Any, url: str, tmp_path: Path) 
         ):
             with pytest.raises(ReadOnlyViolation):
                 await asyncio.to_thread(run_query, sql, clickhouse_url=url)
-            status, body = await asyncio.to_thread(_post, port, sql)  # past the client check
+            status, body = await asyncio.to_thread(_post, port, sql, tmp_path)  # past the client check
             assert status == 403 and "read-only" in body["error"]
-        status, body = await asyncio.to_thread(_post, port, "SELECT no_such_column")
+        status, body = await asyncio.to_thread(_post, port, "SELECT no_such_column", tmp_path)
         assert status == 400 and "no_such_column" in body["error"]
         with pytest.raises(QueryError):
             await asyncio.to_thread(run_query, "SELECT nope()", clickhouse_url=url)

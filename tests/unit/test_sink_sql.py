@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from sinks.clickhouse import DDL_DIR
-from sinks.sql import ReadOnlyViolation, check_read_only, split_statements
+from sinks.sql import split_statements
 
 
 def test_split_respects_literals_and_comments() -> None:
@@ -30,42 +28,3 @@ def test_ddl_files_are_numbered_and_idempotent() -> None:
     for f in files:
         for stmt in split_statements(f.read_text()):
             assert "IF NOT EXISTS" in stmt.upper(), (f.name, stmt[:60])
-
-
-@pytest.mark.parametrize(
-    "sql",
-    [
-        "SELECT 1",
-        "  select count() from agentstream.decisions FINAL",
-        "WITH 1 AS x SELECT x",
-        "(SELECT 1) UNION ALL (SELECT 2)",
-        "SHOW TABLES FROM agentstream",
-        "DESCRIBE agentstream.llm_calls",
-        "EXPLAIN SELECT 1",
-        "-- why\nSELECT 'DROP TABLE x; INSERT'",
-        "SELECT 1;",
-    ],
-)
-def test_read_only_allows(sql: str) -> None:
-    assert check_read_only(sql)
-
-
-@pytest.mark.parametrize(
-    "sql",
-    [
-        "INSERT INTO agentstream.decisions VALUES (1)",
-        "DROP TABLE agentstream.decisions",
-        "/* SELECT */ DROP TABLE x",
-        "ALTER TABLE agentstream.decisions DELETE WHERE 1",
-        "SET readonly = 0",
-        "SELECT 1; DROP TABLE x",
-        "SELECT * FROM file('/etc/passwd', 'LineAsString')",
-        "SELECT * FROM url('http://example.com', 'CSV')",
-        "SELECT 1 INTO OUTFILE '/tmp/x'",
-        "TRUNCATE TABLE agentstream.decisions",
-        "",
-    ],
-)
-def test_read_only_rejects(sql: str) -> None:
-    with pytest.raises(ReadOnlyViolation):
-        check_read_only(sql)
