@@ -61,6 +61,7 @@ def create_app(settings: Settings) -> AgentStreamApp:
         broker_commit_interval=1.0,
         producer_linger_ms=5,
         web_enabled=False,
+        web_bind="127.0.0.1",  # only if a worker is started `--with-web`
         datadir=str(settings.data_dir / "worker"),
         stream_wait_empty=False,
         key_serializer="raw",

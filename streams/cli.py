@@ -33,6 +33,18 @@ from streams.worker import app
 # Faust ships a `send` for raw values; ours publishes a request and waits for its answer.
 faust_cli.commands.pop("send", None)
 
+
+def _web_off_by_default() -> None:
+    """`agentstream worker` opens no port unless `--with-web` is given (then on 127.0.0.1, see
+    app.py): Faust's default would listen on every interface at 6066, and a second worker on the
+    same machine would die with "address already in use"."""
+    for param in faust_cli.commands["worker"].params:
+        if param.name == "with_web":
+            param.default = False
+
+
+_web_off_by_default()
+
 settings = app.agentstream_settings
 
 

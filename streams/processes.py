@@ -26,7 +26,7 @@ class WorkerProcess:
     @classmethod
     def spawn(cls, env: dict[str, str], log_path: Path) -> WorkerProcess:
         """A Faust worker with every stage; `env` is its whole environment (start from os.environ)."""
-        return cls._start(["worker", "-l", "info", "--without-web"], env, log_path, WORKER_READY)
+        return cls._start(["worker", "-l", "info"], env, log_path, WORKER_READY)
 
     @classmethod
     def spawn_sink(cls, env: dict[str, str], log_path: Path) -> WorkerProcess:
