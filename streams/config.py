@@ -55,6 +55,9 @@ class ExecutionConfig:
 class PolicyConfig:
     refund_hold_above: float = 100.0
     held_tools: tuple[str, ...] = ()
+    # Refunds of one session within the window, summed: past the limit, the next one is held.
+    refund_session_limit: float = 100.0
+    refund_window_s: float = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,10 @@ def parse_config(raw: dict[str, Any]) -> PipelineConfig:
             policy=PolicyConfig(
                 refund_hold_above=float(policy.get("refund_hold_above", 100.0)),
                 held_tools=tuple(policy.get("held_tools", ())),
+                refund_session_limit=float(
+                    policy.get("refund_session_limit", policy.get("refund_hold_above", 100.0))
+                ),
+                refund_window_s=float(policy.get("refund_window_s", 24 * 3600.0)),
             ),
             models=models,
             domains=domains,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.config import DomainConfig, ExecutionConfig, PolicyConfig
-from streams.execution.policy import hold_reason
+from streams.execution.policy import hold_reason, refunded
 from streams.llm.base import ToolCall
 
 Step = dict[str, Any]
@@ -62,6 +62,7 @@ def plan_next(
     steps: list[Step],
     execution: ExecutionConfig,
     policy: PolicyConfig,
+    refunded_before: float = 0.0,
 ) -> Action:
     llm_indexes = [i for i, s in enumerate(steps) if s["kind"] == "llm_call"]
     if not llm_indexes:
@@ -103,7 +104,8 @@ def plan_next(
                     f"{repeats + 1} times; task stopped"
                 ],
             )
-        reason = hold_reason(call.name, call.arguments, policy)
+        prior = refunded_before + refunded([{"routed": {"created_ms": 0}, "steps": steps}], 0)
+        reason = hold_reason(call.name, call.arguments, policy, prior)
         if reason:
             hold = {
                 "index": len(steps),

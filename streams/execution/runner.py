@@ -32,6 +32,7 @@ from streams.execution.logic import (
     canonical_args,
     plan_next,
 )
+from streams.execution.policy import refunded
 from streams.execution.tools import DEMO_TOOLS, ToolLedger, tools_for
 from streams.llm.base import ChatRequest, ChatResponse, LLMError, Provider
 from streams.llm.retry import call_with_retries_outcome
@@ -215,9 +216,11 @@ class TaskRunner:
     async def _loop(self, sid: str, request_id: str, routed: dict[str, Any], span: Any) -> None:
         ex, policy = self.cfg.execution, self.cfg.policy
         domain = self.cfg.domains[routed["domain"]]
+        since = now_ms() - int(policy.refund_window_s * 1000)
+        refunded_before = refunded(self.sessions[sid].get("history", []), since)
         while True:
             steps = self._steps(sid, request_id)
-            action = plan_next(request_id, steps, ex, policy)
+            action = plan_next(request_id, steps, ex, policy, refunded_before)
             if isinstance(action, CallLLM):
                 session = self.sessions[sid]
                 history = [

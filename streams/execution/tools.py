@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streams.execution.policy import refund_amount
 from streams.llm.base import ToolSpec
 
 # A tool: (arguments, idempotency key) -> result. The key is the same on every retry of one call.
@@ -52,12 +53,10 @@ async def lookup_order(args: dict[str, Any], key: str = "") -> dict[str, Any]:
 
 async def issue_refund(args: dict[str, Any], key: str = "") -> dict[str, Any]:
     order_id = str(args.get("order_id", "")).lstrip("#")
-    try:
-        amount = round(float(args.get("amount", 0)), 2)
-    except (TypeError, ValueError) as exc:
-        raise ToolError(f"refund amount {args.get('amount')!r} is not a number") from exc
-    if amount <= 0:
-        raise ToolError("refund amount must be positive")
+    amount = refund_amount(args.get("amount"))
+    if amount is None:  # NaN, inf, negative, zero, not a number: the policy holds these first
+        raise ToolError(f"refund amount {str(args.get('amount'))[:40]!r} is not a positive number")
+    amount = round(amount, 2)
     # The payment provider dedupes by key: the refund id is the key's, so a retry is the same refund.
     return {"order_id": order_id, "amount": amount, "refund_id": _ref("R-", key or order_id, amount)}
 

@@ -32,7 +32,7 @@ class Load:
         rid = f"r{i:06d}-{uuid.uuid4().hex[:6]}"
         sid = f"s{i % sessions:04d}"
         tool = tool_every > 0 and i % tool_every == 0
-        text = TOOL_TEXT.format(amount=5 + i % 50) if tool else PLAIN_TEXTS[i % len(PLAIN_TEXTS)]
+        text = TOOL_TEXT.format(amount=1 + i % 5) if tool else PLAIN_TEXTS[i % len(PLAIN_TEXTS)]
         req = Request(
             request_id=rid,
             session_id=sid,

@@ -127,3 +127,39 @@ def test_sessions_expire_only_when_idle_and_empty() -> None:
     s["queue"].clear()
     assert not state.expired(s, state.SESSION_TTL_MS - 1)
     assert state.expired(s, state.SESSION_TTL_MS + 1)
+
+
+def test_refund_amounts_that_are_not_positive_numbers_are_held_never_run() -> None:
+    for amount in ("NaN", float("nan"), "inf", float("-inf"), -5, 0, "12abc", True, None, [40], "1e999"):
+        reason = hold_reason("issue_refund", {"order_id": "1", "amount": amount}, CFG.policy)
+        assert reason and "not a positive number" in reason, amount
+        step = llm(0, calls=[{"id": "c1", "name": "issue_refund", "arguments": {"order_id": "1", "amount": amount}}])
+        assert isinstance(plan([step]), Finish), f"{amount!r} must not reach the tool"
+    assert hold_reason("issue_refund", {"order_id": "1", "amount": "40"}, CFG.policy) is None
+
+
+def test_small_refunds_that_add_up_past_the_session_limit_are_held() -> None:
+    from streams.execution.policy import refunded
+
+    def finished(rid: str, amount: float, created_ms: int) -> dict:
+        steps = tool(1, "issue_refund", {"order_id": "1", "amount": amount}, "c1")
+        steps[1]["result"] = json.dumps({"order_id": "1", "amount": amount, "refund_id": "R"})
+        return {"request_id": rid, "routed": {"created_ms": created_ms}, "steps": [llm(0), *steps]}
+
+    limit = CFG.policy.refund_session_limit
+    history = [finished(f"r{i}", 90.0, 10_000 + i) for i in range(int(limit // 90))]
+    before = refunded(history, since_ms=0)
+    assert before == 90.0 * len(history) and before + 90 > limit
+    step = llm(0, calls=[{"id": "c1", "name": "issue_refund", "arguments": {"order_id": "1", "amount": 90}}])
+    held = plan_next("req-9", [step], CFG.execution, CFG.policy, before)
+    assert isinstance(held, Finish) and held.status == "escalated" and "total" in held.reasons[0]
+    assert refunded(history, since_ms=20_000) == 0, "refunds before the window do not count"
+    assert isinstance(plan_next("req-9", [step], CFG.execution, CFG.policy, 0.0), RunTool)
+    # Refunds earlier in the same task count too.
+    calls = [{"id": f"c{i}", "name": "issue_refund", "arguments": {"order_id": "1", "amount": 90}} for i in range(4)]
+    steps = [llm(0, calls=calls)]
+    for i in range(int(limit // 90)):
+        pair = tool(len(steps), "issue_refund", {"order_id": "1", "amount": 90}, f"c{i}")
+        pair[1]["result"] = json.dumps({"amount": 90})
+        steps += pair
+    assert isinstance(plan(steps), Finish), "the call that passes the limit within one task is held"
