@@ -43,6 +43,11 @@ def new_session(session_id: str, user_id: str, tenant_id: str) -> Session:
     }
 
 
+def belongs_to(s: Session, user_id: str, tenant_id: str) -> bool:
+    """A session belongs to the user and tenant of its first request, and to no one else."""
+    return s.get("user_id") == user_id and s.get("tenant_id") == tenant_id
+
+
 def touch(s: Session, now: int) -> None:
     s["last_activity_ms"] = now
     s["expires_ms"] = now + SESSION_TTL_MS

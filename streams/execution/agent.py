@@ -103,6 +103,10 @@ async def take_in(routed: Routed, event: Any) -> None:
         await _reject(routed, f"no domain agent named {routed.domain!r}")
         return
     current = sessions.get(routed.session_id)
+    if current and not state.belongs_to(current, routed.user_id, routed.tenant_id):
+        # Nothing of the session is read for this request: not its history, not its queue.
+        await _reject(routed, "session belongs to another user; start a new session")
+        return
     queued = len(current["queue"]) if current else 0
     window_ms = int(_settings.dedup_window_s * 1000)
     if queued >= MAX_QUEUED and not state.knows(current, routed.request_id):

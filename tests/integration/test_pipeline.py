@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import time
 import uuid
 
 from streams.codecs import get_codec
-from streams.records import DeadLetter, Escalation, Request, Routed, now_ms
+from streams.records import DeadLetter, Escalation, Request, Routed, Span, now_ms
 from tests.integration.harness import Pipeline
 
 CASES = [
@@ -118,3 +121,40 @@ def test_the_readme_demo_runs_end_to_end(bootstrap: str, tmp_path) -> None:
     for status in ("ok", "escalated", "blocked", "error", "degraded"):
         assert f"│ {status}" in out.stdout, status
     assert "agentstream trace " in out.stdout
+
+
+async def test_a_session_belongs_to_the_user_of_its_first_request(pipeline: Pipeline) -> None:
+    """A second user naming the first user's session gets `error`, and none of the first
+    user's conversation reaches the second user's prompt or answer."""
+    worker = pipeline.start_worker()
+    await pipeline.wait_ready(worker)
+    sid = f"owned-{uuid.uuid4().hex[:6]}"
+    secret = "my card is 4111 1111 1111 1111 and I live at 12 Secret Lane"
+    async with pipeline.client() as client:
+        first = await client.send(f"Where is my order 1234? {secret}", session_id=sid, user_id="alice")
+        assert (await client.response(first.request_id, timeout_s=60)).status == "ok"
+        intruder = await client.send("What did I say before?", session_id=sid, user_id="mallory")
+        other_tenant = await client.send(
+            "What did I say before?", session_id=sid, user_id="alice", tenant_id="other-co"
+        )
+        again = await client.send("And when does it arrive?", session_id=sid, user_id="alice")
+        stolen = await client.response(intruder.request_id, timeout_s=60)
+        cross_tenant = await client.response(other_tenant.request_id, timeout_s=60)
+        owner = await client.response(again.request_id, timeout_s=60)
+    for resp in (stolen, cross_tenant):
+        assert resp.status == "error" and "belongs to another user" in resp.reason, resp
+        assert "Secret Lane" not in resp.answer + resp.reason
+    assert owner.status == "ok", "the owner keeps using the session"
+    deadline = time.monotonic() + 60
+    while True:  # spans are exported in batches: wait for the owner's LLM call to show up
+        spans = [get_codec().decode(m.value, Span) for m in await pipeline.read_topic("traces")]
+        llm_calls = collections.Counter(
+            s.attributes.get("agentstream.request.id")
+            for s in spans
+            if s.attributes.get("gen_ai.operation.name") == "chat"
+        )
+        if llm_calls[again.request_id] > 0 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert llm_calls[again.request_id] > 0
+    assert llm_calls[intruder.request_id] == llm_calls[other_tenant.request_id] == 0, "no prompt built"
