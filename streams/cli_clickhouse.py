@@ -61,7 +61,7 @@ async def sink(self: AppCommand, group: str, batch_rows: int, batch_age: float, 
         dead_letter_topic=settings.topic(DEADLETTER),
         query_port=query_port,
         client=client,
-        redact=redactor().redact,
+        redact=redactor().redact_structured,
         on_ready=lambda: console.print(f"sink ready: {settings.topic(TRACES)} -> {settings.clickhouse_url}"),
     )
     console.print_json(json.dumps(stats.as_dict()))

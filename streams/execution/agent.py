@@ -87,7 +87,7 @@ runner = TaskRunner(
     flush=lambda: app.producer.flush(),
     dead_letter=_dead_letter_task,
     tracer=tracer(),
-    redact=redactor().redact,
+    redact=redactor().redact_structured,
     capture_content=_settings.capture_content,
 )
 

@@ -77,8 +77,10 @@ def test_rollout_arm_is_stable_and_proportional() -> None:
 def test_config_redaction_patterns_extend_the_defaults() -> None:
     from streams.redaction import Redactor
 
-    assert "IBAN" in CFG.redaction_patterns
     redact = Redactor(CFG.redaction_patterns).redact
     out = redact("refund to DE89 3704 0044 0532 0130 00, mail jane@example.com")
     assert out == "refund to [REDACTED:IBAN], mail [REDACTED:EMAIL]"
     assert Redactor({"EMAIL": ""}).redact("jane@example.com") == "jane@example.com"
+    assert Redactor({"PHONE": ""}).redact("call +44 20 7946 0958") == "call +44 20 7946 0958"
+    added = Redactor({"ZIP": r"\b\d{5}\b"})
+    assert added.redact("zip 94105") == "zip [REDACTED:ZIP]" and "ZIP" in added.labels
