@@ -88,7 +88,7 @@ async def main(rate: float, seconds: float) -> None:
             for i in range(n):
                 await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
                 text = "Refund $5 for order 1234" if i % 3 == 0 else "Where is my order 1234?"
-                ids.append((await client.send(text, session_id=f"l{i % 50}", user_id=f"u{i}")).request_id)
+                ids.append((await client.send(text, session_id=f"l{i % 50}", user_id=f"u{i % 50}")).request_id)
             for rid in ids:
                 await client.response(rid, 120)
         deadline = time.monotonic() + 60

@@ -46,7 +46,7 @@ async def run_arm(bootstrap: str, tracing: bool, n: int, tmp: Path) -> float:
             started = time.perf_counter()
             ids = [
                 (
-                    await client.send(TEXTS[i % 3], session_id=f"s{i % 100}", user_id=f"u{i}")
+                    await client.send(TEXTS[i % 3], session_id=f"s{i % 100}", user_id=f"u{i % 100}")
                 ).request_id
                 for i in range(n)
             ]

@@ -36,6 +36,8 @@ class RouterConfig:
     max_context_messages: int = 50
     max_context_chars: int = 40_000
     max_request_bytes: int = 256 * 1024
+    # Jailbreak screening: a text (or carried-over turn) scoring at least this is blocked.
+    screen_threshold: float = 0.65
 
 
 @dataclass(frozen=True)

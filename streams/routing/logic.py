@@ -8,19 +8,7 @@ from dataclasses import dataclass, field
 
 from streams.config import PipelineConfig
 from streams.records import ContextMessage, Request, Response, Routed, now_ms
-
-INJECTION_PATTERNS = [
-    re.compile(p, re.IGNORECASE)
-    for p in (
-        r"\b(ignore|disregard|forget)\b.{0,40}\b(previous|prior|above|all|your)\b.{0,20}"
-        r"\b(instructions?|rules|prompts?|guidelines)\b",
-        r"\bjailbreak\b",
-        r"\bDAN mode\b|\bdo anything now\b",
-        r"\b(reveal|print|show|repeat)\b.{0,30}\b(system prompt|hidden instructions)\b",
-        r"\bdeveloper mode\b",
-        r"\byou (have|has) no (rules|restrictions|limits)\b",
-    )
-]
+from streams.routing.screening import RuleScreen
 
 # Role markers smuggled into carried-over context to impersonate the system or assistant.
 ROLE_MARKER = re.compile(
@@ -113,16 +101,9 @@ def screen(text: str, cfg: PipelineConfig) -> Screened:
             )
         notes.append(f"input truncated from {len(text)} to {limit} characters")
         text = text[:limit]
-    for pattern in INJECTION_PATTERNS:
-        match = pattern.search(text)
-        if match:
-            return Screened(
-                "",
-                rejection=(
-                    "blocked",
-                    f"blocked for safety: prompt injection / jailbreak attempt ({match.group(0)!r})",
-                ),
-            )
+    verdict = RuleScreen(cfg.router.screen_threshold).assess(text)
+    if verdict.blocked:
+        return Screened("", rejection=("blocked", verdict.reason()))
     conflict = CONFLICT.search(text)
     if conflict:
         notes.append(
@@ -205,6 +186,13 @@ def route(req: Request, cfg: PipelineConfig, raw_bytes: int = 0) -> Routed | Res
         status, reason = screened.rejection
         return terminal_response(req, status, reason, cfg.version)
     context, stripped = sanitize_context(req.context)
+    # Carried-over turns reach the prompt too: they are screened like the text (after their
+    # role markers are stripped, which is noted rather than blocked).
+    rules = RuleScreen(cfg.router.screen_threshold)
+    for i, msg in enumerate(context):
+        verdict = rules.assess(msg.content, where=f"context message {i + 1}")
+        if verdict.blocked:
+            return terminal_response(req, "blocked", verdict.reason(), cfg.version)
     notes = list(screened.notes)
     if stripped:
         notes.append(f"context sanitized: {stripped} role marker(s) removed")

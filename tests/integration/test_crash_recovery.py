@@ -75,7 +75,7 @@ async def test_nothing_in_flight_is_lost_on_sigkill(pipeline: Pipeline) -> None:
     async with pipeline.client() as client:
         ids = set()
         for i in range(200):
-            req = await client.send("What are your opening hours?", session_id=f"fl-{i % 50}", user_id=f"u{i}")
+            req = await client.send("What are your opening hours?", session_id=f"fl-{i % 50}", user_id=f"u{i % 50}")
             ids.add(req.request_id)
     # Wait until the worker has taken most of them in, then kill it with calls in flight.
     await asyncio.sleep(2.5)
@@ -136,7 +136,7 @@ async def test_two_workers_share_partitions_and_survive_one_being_killed(pipelin
         ids = set()
         for i in range(80):
             text = "Refund $5 for order 1234" if i % 4 == 0 else "What are your opening hours?"
-            ids.add((await client.send(text, session_id=f"two-{i % 40}", user_id=f"u{i}")).request_id)
+            ids.add((await client.send(text, session_id=f"two-{i % 40}", user_id=f"u{i % 40}")).request_id)
     await asyncio.sleep(1.5)
     a.kill()
     responses = await pipeline.wait_responses(ids, timeout_s=180)
