@@ -38,6 +38,10 @@ class RouterConfig:
     max_request_bytes: int = 256 * 1024
     # Jailbreak screening: a text (or carried-over turn) scoring at least this is blocked.
     screen_threshold: float = 0.65
+    # A guard model after the rules (a model name served by the configured provider; "" = off).
+    guard_model: str = ""
+    guard_threshold: float = 0.5
+    guard_fail_closed: bool = False
 
 
 @dataclass(frozen=True)

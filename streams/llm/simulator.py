@@ -740,6 +740,14 @@ class SimulatedProvider:
                 return reply("", [], "length", cap)
             return reply("", [call], "tool_calls", tokens)
 
+        if "jailbreak classifier" in turn.system:
+            # Standing in for a guard model: the rule screen's score, phrased as a model would.
+            from streams.routing.screening import RuleScreen
+
+            user = next((m for m in reversed(request.messages) if m.get("role") == "user"), {})
+            score = RuleScreen().assess(_text_of(user.get("content"))).score
+            content = json.dumps({"attack_probability": round(score, 3)})
+            return reply(content, [], "stop", _ceil_tokens(len(content)))
         text: str
         if "refuse" in turn.markers:
             text = REFUSAL

@@ -6,10 +6,13 @@ from typing import Any
 
 from streams import channels
 from streams.app import app
+from streams.config import PipelineConfig
 from streams.envelope import consume, dead_letter, publish
-from streams.records import Request, Response
+from streams.records import Request, Response, Routed
+from streams.routing.guard import GuardModelScreen
 from streams.routing.logic import identity_problem, route, terminal_response
-from streams.runtime import pipeline_config, tracer
+from streams.routing.screening import Assessment
+from streams.runtime import pipeline_config, provider, tracer
 from streams.telemetry import (
     decision_attributes,
     headers_with_context,
@@ -49,6 +52,14 @@ async def handle(req: Request, event: Any) -> None:
             )
             await publish(channels.outbox, decision, headers_with_context(span))
         else:
+            guard = await _guard_verdict(decision, cfg)
+            if guard is not None:
+                blocked = terminal_response(req, "blocked", guard.reason(), cfg.version)
+                span.set_attributes(
+                    decision_attributes(blocked, verdict="blocked", reasons=[blocked.reason], llm_calls=1, cost_usd=0.0)
+                )
+                await publish(channels.outbox, blocked, headers_with_context(span))
+                return
             span.set_attributes(
                 {
                     "agentstream.route": decision.domain,
@@ -61,3 +72,22 @@ async def handle(req: Request, event: Any) -> None:
             )
             # A re-delivered routed request is sent again: the domain agent drops it if it has it.
             await publish(channels.routed, decision, headers_with_context(span))
+
+
+async def _guard_verdict(routed: Routed, cfg: PipelineConfig) -> Assessment | None:
+    """The guard model's blocking verdict on the text or a carried-over turn, if one is
+    configured and it blocks; None otherwise."""
+    if not cfg.router.guard_model:
+        return None
+    guard = GuardModelScreen(
+        provider(),
+        cfg.router.guard_model,
+        threshold=cfg.router.guard_threshold,
+        fail_closed=cfg.router.guard_fail_closed,
+    )
+    texts = [("text", routed.text)] + [(f"context message {i + 1}", m.content) for i, m in enumerate(routed.context)]
+    for where, text in texts:
+        verdict = await guard.assess(text, where, call_key=f"{routed.request_id}:guard:{where}")
+        if verdict.blocked:
+            return verdict
+    return None
