@@ -26,20 +26,44 @@ class AgentStreamApp(faust.App):
         _make_flush_strict(self.producer)
 
 
+class _CountingEvent(asyncio.Event):
+    """Faust's buffer sets `message_sent` once per message handed to aiokafka: count them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def set(self) -> None:
+        self.count += 1
+        super().set()
+
+
 def _make_flush_strict(producer: Any) -> None:
     """Faust commits offsets right after `producer.flush()`, whose buffer drain gives up after
     0.1 s without progress (PITFALLS): table writes could still be unsent when the offset of the
-    event that caused them is committed. This flush drains the buffer completely, then waits for
-    aiokafka to deliver everything it holds."""
+    event that caused them is committed. And "the buffer is empty" is not "everything was handed
+    to aiokafka": the buffer's sender task takes a message off the queue before it awaits the
+    send. So this flush waits until every message put into the buffer has been handed over
+    (counted on both ends); the driver's flush then waits for aiokafka to deliver them."""
     buffer = producer.buffer
-    original = buffer.flush
+    original_flush, original_put = buffer.flush, buffer.put
+    sent = _CountingEvent()
+    sent.count = -buffer.size  # already queued when this is installed: not counted as put
+    buffer.message_sent = sent
+    puts = [0]
+
+    def put(fut: Any) -> None:
+        puts[0] += 1
+        original_put(fut)
 
     async def drain() -> None:
-        while buffer.size:
-            await original()
+        while buffer.size or sent.count < puts[0]:
             if buffer.size:
-                await asyncio.sleep(0.01)
+                await original_flush()
+            else:
+                await asyncio.sleep(0.002)  # one message taken off the queue, still being sent
 
+    buffer.put = put
     buffer.flush = drain
 
 
