@@ -109,6 +109,7 @@ DECISION_COLUMNS: tuple[str, ...] = (
     "latency_ms",
     "llm_calls",
     "config_version",
+    "complexity",
 )
 
 # Attributes that carry prompt/answer content: redacted again here (defence in depth; the tracing
@@ -332,4 +333,5 @@ def decision_row(span: Span, redact: Redact | None = None) -> list[Any] | None:
         _float(a.get("agentstream.latency_ms")),
         _uint(a.get("agentstream.llm_calls"), _UINT16_MAX),
         a.get("agentstream.config.version", ""),
+        a.get("agentstream.complexity", ""),
     ]

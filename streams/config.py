@@ -24,6 +24,11 @@ class DomainConfig:
     model: str  # key into PipelineConfig.models
     max_tokens: int
     tools: tuple[str, ...]
+    # Models this domain may use (keys into PipelineConfig.models); empty = only `model`.
+    models: tuple[str, ...] = ()
+
+    def allowed_models(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.models, self.model)))
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,9 @@ def parse_config(raw: dict[str, Any]) -> PipelineConfig:
     try:
         models = {k: ModelConfig(**v) for k, v in raw["models"].items()}
         domains = {
-            k: DomainConfig(name=k, **{**v, "tools": tuple(v.get("tools", ()))})
+            k: DomainConfig(
+                name=k, **{**v, "tools": tuple(v.get("tools", ())), "models": tuple(v.get("models", ()))}
+            )
             for k, v in raw["domains"].items()
         }
         policy = raw.get("policy", {})
@@ -123,6 +130,9 @@ def parse_config(raw: dict[str, Any]) -> PipelineConfig:
     for d in cfg.domains.values():
         if d.model not in models:
             raise ConfigError(f"domain {d.name} uses unknown model {d.model!r}")
+        unknown = [m for m in d.models if m not in models]
+        if unknown:
+            raise ConfigError(f"domain {d.name} allows unknown model(s) {unknown}")
     return cfg
 
 

@@ -90,7 +90,7 @@ class Executed:
 
     SCHEMA: ClassVar[str] = "executed"
 
-    schema_version: int = 1
+    schema_version: int = 2
     request_id: str
     session_id: str
     user_id: str
@@ -110,6 +110,7 @@ class Executed:
     llm_calls: int
     created_ms: int
     executed_ms: int
+    complexity: str = ""
 
 
 @dataclass(slots=True, kw_only=True)

@@ -159,6 +159,7 @@ async def _reject(routed: Routed, reason: str) -> None:
             llm_calls=0,
             created_ms=routed.created_ms,
             executed_ms=now_ms(),
+            complexity=routed.complexity,
         )
     )
 

@@ -426,6 +426,7 @@ class TaskRunner:
             llm_calls=sum(1 for s in steps if s["kind"] == "llm_call"),
             created_ms=routed["created_ms"],
             executed_ms=now_ms(),
+            complexity=routed.get("complexity", ""),
         )
         headers: dict[str, bytes] = {}
         if span is not None:

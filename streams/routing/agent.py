@@ -9,6 +9,7 @@ from streams.app import app
 from streams.config import PipelineConfig
 from streams.envelope import consume, dead_letter, publish
 from streams.records import Request, Response, Routed
+from streams.routing.complexity import HeuristicComplexity, choose_model
 from streams.routing.guard import GuardModelScreen
 from streams.routing.logic import identity_problem, route, terminal_response
 from streams.routing.screening import Assessment
@@ -60,6 +61,7 @@ async def handle(req: Request, event: Any) -> None:
                 )
                 await publish(channels.outbox, blocked, headers_with_context(span))
                 return
+            span.set_attributes(model_choice_attributes(decision, cfg))
             span.set_attributes(
                 {
                     "agentstream.route": decision.domain,
@@ -72,6 +74,18 @@ async def handle(req: Request, event: Any) -> None:
             )
             # A re-delivered routed request is sent again: the domain agent drops it if it has it.
             await publish(channels.routed, decision, headers_with_context(span))
+
+
+def model_choice_attributes(routed: Routed, cfg: PipelineConfig) -> dict[str, Any]:
+    """Why this model: the complexity estimate, its inputs and the rule that picked the model."""
+    complexity = HeuristicComplexity().estimate(routed.text, routed.domain)
+    _, why = choose_model(complexity.level, cfg.domains[routed.domain], cfg.models)
+    return {
+        "agentstream.complexity": complexity.level,
+        "agentstream.complexity.score": complexity.score,
+        **{f"agentstream.complexity.{k}": v for k, v in complexity.inputs.items()},
+        "agentstream.model.reason": why,
+    }
 
 
 async def _guard_verdict(routed: Routed, cfg: PipelineConfig) -> Assessment | None:

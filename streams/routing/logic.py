@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from streams.config import PipelineConfig
 from streams.records import ContextMessage, Request, Response, Routed, now_ms
+from streams.routing.complexity import ComplexityEstimator, HeuristicComplexity, choose_model
 from streams.routing.screening import RuleScreen
 
 # Role markers smuggled into carried-over context to impersonate the system or assistant.
@@ -133,14 +134,6 @@ def classify_domain(text: str, domains: dict[str, object]) -> str:
     return DEFAULT_DOMAIN if DEFAULT_DOMAIN in domains else next(iter(domains))
 
 
-def estimate_complexity(text: str) -> str:
-    words = len(text.split())
-    multi = len(re.findall(r"\b(and|then|also|after that)\b", text, re.IGNORECASE))
-    if words > 120 or multi >= 2:
-        return "high"
-    return "medium" if words > 25 or multi == 1 else "low"
-
-
 def stable_bucket(user_id: str) -> int:
     """0-99 from a keyed hash: the same user lands in the same arm in every process."""
     digest = hashlib.blake2b(user_id.encode(), digest_size=8, person=b"rollout").digest()
@@ -176,7 +169,12 @@ def size_problem(req: Request, cfg: PipelineConfig, raw_bytes: int) -> str | Non
     return None
 
 
-def route(req: Request, cfg: PipelineConfig, raw_bytes: int = 0) -> Routed | Response:
+def route(
+    req: Request,
+    cfg: PipelineConfig,
+    raw_bytes: int = 0,
+    estimator: ComplexityEstimator | None = None,
+) -> Routed | Response:
     """The router's whole decision for one request."""
     too_big = size_problem(req, cfg, raw_bytes)
     if too_big:
@@ -201,8 +199,8 @@ def route(req: Request, cfg: PipelineConfig, raw_bytes: int = 0) -> Routed | Res
         notes.append(f"language detected: {language}")
     domain = classify_domain(screened.text, cfg.domains)
     dcfg = cfg.domains[domain]
-    complexity = estimate_complexity(screened.text)
-    model_key = "large" if complexity == "high" and "large" in cfg.models else dcfg.model
+    complexity = (estimator or HeuristicComplexity()).estimate(screened.text, domain)
+    model_key, _ = choose_model(complexity.level, dcfg, cfg.models)
     return Routed(
         request_id=req.request_id,
         session_id=req.session_id,
@@ -213,7 +211,7 @@ def route(req: Request, cfg: PipelineConfig, raw_bytes: int = 0) -> Routed | Res
         domain=domain,
         model=cfg.models[model_key].name,
         max_tokens=dcfg.max_tokens,
-        complexity=complexity,
+        complexity=complexity.level,
         rollout_arm=rollout_arm(req.user_id, cfg.router.rollout_candidate_percent),
         config_version=cfg.version,
         notes=notes,

@@ -39,6 +39,7 @@ async def check(ex: Executed, event: Any) -> None:
                 cost_usd=cost,
             )
         )
+        span.set_attribute("agentstream.complexity", ex.complexity)
         headers = headers_with_context(span)
         if verdict.escalation:
             await publish(channels.escalations, verdict.escalation, headers)
