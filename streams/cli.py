@@ -20,7 +20,10 @@ from faust.cli.faust import cli as faust_cli
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from streams import cli_clickhouse  # noqa: F401 - registers the analyst and sink commands
+from streams import (
+    cli_clickhouse,  # noqa: F401 - registers the analyst and sink commands
+    cli_review,  # noqa: F401 - registers `review`
+)
 from streams.cli_output import console, fail, print_rows
 from streams.client import AgentStreamClient, ResponseTimeout
 from streams.processes import WorkerProcess

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console(width=None if sys.stdout.isatty() else 140)
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # one line per error: greppable
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

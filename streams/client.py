@@ -89,10 +89,11 @@ class AgentStreamClient:
                 resp = codec.decode(msg.value, Response)
             except DecodeError:
                 continue
-            if resp.request_id in self._arrived:
+            key = resp.answer_key()
+            if key in self._arrived:
                 continue
-            self._arrived[resp.request_id] = resp
-            fut = self._waiters.pop(resp.request_id, None)
+            self._arrived[key] = resp
+            fut = self._waiters.pop(key, None)
             if fut and not fut.done():
                 fut.set_result(resp)
 
@@ -123,10 +124,12 @@ class AgentStreamClient:
         )
         return req
 
-    async def response(self, request_id: str, timeout_s: float = 60.0) -> Response:
-        if request_id in self._arrived:
-            return self._arrived[request_id]
-        fut = self._waiters.setdefault(request_id, asyncio.get_running_loop().create_future())
+    async def response(self, request_id: str, timeout_s: float = 60.0, follow_up: int = 0) -> Response:
+        """The request's answer; with `follow_up=n`, the answer after the n-th human decision."""
+        key = request_id if not follow_up else f"{request_id}#{follow_up}"
+        if key in self._arrived:
+            return self._arrived[key]
+        fut = self._waiters.setdefault(key, asyncio.get_running_loop().create_future())
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout_s)
         except TimeoutError:

@@ -69,6 +69,8 @@ class PolicyConfig:
     # Refunds of one session within the window, summed: past the limit, the next one is held.
     refund_session_limit: float = 100.0
     refund_window_s: float = 24 * 3600.0
+    # Escalations holding these tools are `high` priority in the review queue.
+    high_priority_tools: tuple[str, ...] = ("delete_account", "transfer_account")
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,9 @@ def parse_config(raw: dict[str, Any]) -> PipelineConfig:
                     policy.get("refund_session_limit", policy.get("refund_hold_above", 100.0))
                 ),
                 refund_window_s=float(policy.get("refund_window_s", 24 * 3600.0)),
+                high_priority_tools=tuple(
+                    policy.get("high_priority_tools", PolicyConfig.high_priority_tools)
+                ),
             ),
             models=models,
             domains=domains,

@@ -70,7 +70,7 @@ class Routed:
 
 @dataclass(slots=True, kw_only=True)
 class Step:
-    """One agent-loop step; `kind` is llm_call / tool_call / tool_result / hold."""
+    """One agent-loop step; `kind` is llm_call / tool_call / tool_result / hold / review."""
 
     index: int
     kind: str
@@ -90,7 +90,7 @@ class Executed:
 
     SCHEMA: ClassVar[str] = "executed"
 
-    schema_version: int = 2
+    schema_version: int = 3
     request_id: str
     session_id: str
     user_id: str
@@ -111,6 +111,7 @@ class Executed:
     created_ms: int
     executed_ms: int
     complexity: str = ""
+    follow_up: int = 0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -119,7 +120,7 @@ class Response:
 
     SCHEMA: ClassVar[str] = "response"
 
-    schema_version: int = 1
+    schema_version: int = 2
     request_id: str
     session_id: str
     user_id: str
@@ -137,6 +138,13 @@ class Response:
     created_ms: int
     responded_ms: int
     latency_ms: float = 0.0
+    # 0: the request's answer; n: the answer after the n-th human decision on it. Exactly one
+    # response per (request_id, follow_up) reaches the responses topic.
+    follow_up: int = 0
+
+    def answer_key(self) -> str:
+        """What the responder deduplicates on."""
+        return self.request_id if not self.follow_up else f"{self.request_id}#{self.follow_up}"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -145,7 +153,7 @@ class Escalation:
 
     SCHEMA: ClassVar[str] = "escalation"
 
-    schema_version: int = 1
+    schema_version: int = 2
     request_id: str
     session_id: str
     user_id: str
@@ -156,6 +164,8 @@ class Escalation:
     held_action: str = ""
     created_ms: int
     escalated_ms: int
+    priority: str = "normal"  # high | normal
+    follow_up: int = 0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -164,7 +174,7 @@ class HumanDecision:
 
     SCHEMA: ClassVar[str] = "human_decision"
 
-    schema_version: int = 1
+    schema_version: int = 2
     request_id: str
     session_id: str
     reviewer: str
@@ -172,6 +182,8 @@ class HumanDecision:
     edited_answer: str = ""
     note: str = ""
     decided_ms: int
+    decision_id: str = ""
+    edited_arguments: str = ""  # JSON object text, for an edited tool call
 
 
 @dataclass(slots=True, kw_only=True)

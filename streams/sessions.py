@@ -137,21 +137,139 @@ def record_step(s: Session, request_id: str, step: dict[str, Any], now: int) -> 
 def finish_task(
     s: Session, request_id: str, status: str, answer: str, hold: dict[str, Any] | None, now: int
 ) -> Session:
+    """Moves the task at the head of the queue to the history. A `hold` (a held tool call, or an
+    answer a human must see first) is kept pending with what it takes to resume the task."""
     s = copy.deepcopy(s)
     task = s["queue"].pop(0)
     assert task["request_id"] == request_id
     task["status"] = status
     s["history"].append(task)
     del s["history"][:-MAX_HISTORY]
-    s["conversation"].append({"role": "user", "content": task["routed"]["text"], "request_id": request_id})
+    if not task.get("follow_up"):
+        s["conversation"].append({"role": "user", "content": task["routed"]["text"], "request_id": request_id})
     if answer:
         s["conversation"].append({"role": "assistant", "content": answer, "request_id": request_id})
     del s["conversation"][:-MAX_TURNS]
     if hold:
-        s["holds"].append({"request_id": request_id, **hold})
-        del s["holds"][:-MAX_HISTORY]
+        s["holds"].append(
+            {
+                "request_id": request_id,
+                **hold,
+                "pending": True,
+                "follow_up": int(task.get("follow_up", 0)),
+                "held_ms": now,
+                "task": {k: task[k] for k in ("routed", "steps", "traceparent") if k in task},
+            }
+        )
+        _trim_holds(s)
     touch(s, now)
     return cap_size(s)
+
+
+def _trim_holds(s: Session) -> None:
+    """Decided holds are kept for the record (newest MAX_HISTORY); pending ones always."""
+    decided = [i for i, h in enumerate(s["holds"]) if not h.get("pending")]
+    drop = set(decided[: max(0, len(decided) - MAX_HISTORY)])
+    s["holds"] = [h for i, h in enumerate(s["holds"]) if i not in drop]
+
+
+class DecisionRefused(ValueError):
+    """A human decision that cannot be applied (nothing pending, already decided, bad edit)."""
+
+
+def pending_hold(s: Session | None, request_id: str) -> dict[str, Any] | None:
+    if not s:
+        return None
+    return next((h for h in s.get("holds", []) if h["request_id"] == request_id and h.get("pending")), None)
+
+
+def decide(s: Session, decision: dict[str, Any], now: int) -> tuple[Session, bool]:
+    """Applies a reviewer's decision to the pending hold of its request: the held task goes back
+    on the queue with a `review` step (and, when rejected, the refusal as the held call's result),
+    so the runner resumes it where it stopped. Returns False for a redelivered copy of a decision
+    already applied; raises `DecisionRefused` for anything that cannot be applied."""
+    rid = decision["request_id"]
+    hold = pending_hold(s, rid)
+    if hold is None:
+        done = [h for h in s.get("holds", []) if h["request_id"] == rid and h.get("decision")]
+        if done and done[-1]["decision"].get("decision_id") == decision["decision_id"] and decision["decision_id"]:
+            return s, False
+        if done:
+            prior = done[-1]["decision"]
+            raise DecisionRefused(
+                f"escalation {rid} was already decided ({prior['decision']} by {prior['reviewer']})"
+            )
+        raise DecisionRefused(f"no pending escalation for request {rid} in session {s['session_id']}")
+    steps = copy.deepcopy(hold["task"]["steps"])
+    review = review_steps(hold, decision, len(steps))
+    s = copy.deepcopy(s)
+    hold = pending_hold(s, rid)
+    assert hold is not None
+    task = hold.pop("task")
+    hold["pending"] = False
+    hold["decision"] = {
+        k: decision.get(k, "") for k in ("decision_id", "decision", "reviewer", "note", "decided_ms")
+    }
+    s["queue"].append(
+        {
+            "request_id": rid,
+            "routed": task["routed"],
+            "status": "queued",
+            "steps": steps + review,
+            "traceparent": task.get("traceparent", ""),
+            "follow_up": int(hold.get("follow_up", 0)) + 1,
+        }
+    )
+    _trim_holds(s)
+    touch(s, now)
+    return s, True
+
+
+def review_steps(hold: dict[str, Any], decision: dict[str, Any], index: int) -> list[dict[str, Any]]:
+    """The steps a decision adds to the held task. For a held tool call: a `review` step named by
+    the call id with the arguments to run (edited or as proposed); a rejection also records the
+    call's result as refused, so the model is told and answers the user. For a held answer: a
+    `review` step named `answer` with the answer to give."""
+    verdict = decision["decision"]
+    if verdict not in ("approve", "edit", "reject"):
+        raise DecisionRefused(f"decision must be approve, edit or reject, not {verdict!r}")
+    if not str(decision.get("reviewer", "")).strip():
+        raise DecisionRefused("a decision names its reviewer")
+    status = {"approve": "approved", "edit": "edited", "reject": "rejected"}[verdict]
+    note = str(decision.get("note", ""))
+    record = json.dumps({"reviewer": decision["reviewer"], "note": note}, ensure_ascii=False)
+    base = {"idempotency_key": "", "input_tokens": 0, "output_tokens": 0, "latency_ms": 0.0}
+    if hold.get("kind") == "hold":
+        arguments = hold["arguments"]
+        if verdict == "edit":
+            arguments = _edited_arguments(decision.get("edited_arguments", ""))
+        call_id = hold["call_id"]
+        steps = [{**base, "index": index, "kind": "review", "name": call_id, "arguments": arguments, "result": record, "status": status}]
+        if verdict == "reject":
+            refusal = "a human reviewer rejected this action" + (f": {note}" if note else "")
+            steps.append(
+                {**base, "index": index + 1, "kind": "tool_result", "name": call_id, "arguments": "",
+                 "result": json.dumps({"error": refusal}, ensure_ascii=False), "status": "error"}
+            )
+        return steps
+    answer = hold.get("draft", "")
+    if verdict == "edit":
+        answer = str(decision.get("edited_answer", "")).strip()
+        if not answer:
+            raise DecisionRefused("edit of a held answer needs the edited answer text")
+    elif verdict == "approve" and not answer.strip():
+        raise DecisionRefused("there is no draft answer to approve; edit it with the answer to give")
+    return [{**base, "index": index, "kind": "review", "name": "answer", "arguments": answer if verdict != "reject" else "", "result": record, "status": status}]
+
+
+def _edited_arguments(text: str) -> str:
+    try:
+        value = json.loads(text or "")
+    except json.JSONDecodeError as exc:
+        raise DecisionRefused(f"edited arguments are not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise DecisionRefused("edited arguments must be a JSON object")
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def cap_size(s: Session, max_bytes: int = MAX_SESSION_BYTES) -> Session:
@@ -171,7 +289,8 @@ def cap_size(s: Session, max_bytes: int = MAX_SESSION_BYTES) -> Session:
 
 
 def expired(s: Session, now: int) -> bool:
-    return not s["queue"] and s["expires_ms"] < now
+    """Idle past its TTL, nothing queued and nothing waiting for a human."""
+    return not s["queue"] and not any(h.get("pending") for h in s.get("holds", [])) and s["expires_ms"] < now
 
 
 class OwnerEpochs:

@@ -64,6 +64,8 @@ def plan_next(
     policy: PolicyConfig,
     refunded_before: float = 0.0,
 ) -> Action:
+    if steps and steps[-1]["kind"] == "review" and steps[-1]["name"] == "answer":
+        return _reviewed_answer(steps[-1])
     llm_indexes = [i for i, s in enumerate(steps) if s["kind"] == "llm_call"]
     if not llm_indexes:
         return CallLLM(len(steps))
@@ -84,6 +86,16 @@ def plan_next(
             return Finish(
                 "error", "", [f"step limit reached: {execution.max_steps} steps without an answer"]
             )
+        started = next(
+            (s for s in after if s["kind"] == "tool_call" and s["result"] == call.id), None
+        )
+        review = next((s for s in after if s["kind"] == "review" and s["name"] == call.id), None)
+        if review is not None:
+            # A human approved the held call (rejections carry their tool_result already): it
+            # runs with the reviewed arguments, past the policy that held it.
+            reviewed = ToolCall(call.id, call.name, json.loads(review["arguments"]))
+            index = started["index"] if started else len(steps)
+            return RunTool(index, reviewed, idempotency_key(request_id, index, reviewed))
         repeats = sum(
             1
             for s in steps
@@ -91,9 +103,6 @@ def plan_next(
             and s["name"] == call.name
             and s["arguments"] == canonical_args(call.arguments)
             and s["status"] == "done"
-        )
-        started = next(
-            (s for s in after if s["kind"] == "tool_call" and s["result"] == call.id), None
         )
         if started is None and repeats + 1 >= execution.loop_repeats:
             return Finish(
@@ -114,6 +123,7 @@ def plan_next(
                 "arguments": canonical_args(call.arguments),
                 "result": reason,
                 "status": "held",
+                "call_id": call.id,
             }
             return Finish("escalated", "", [f"held for human review: {reason}"], hold)
         index = started["index"] if started else len(steps)
@@ -123,6 +133,18 @@ def plan_next(
             "error", "", [f"step limit reached: {execution.max_steps} steps without an answer"]
         )
     return CallLLM(len(steps))
+
+
+def _reviewed_answer(review: Step) -> Finish:
+    """A held answer after its human decision: the approved or edited text, or a refusal."""
+    if review["status"] == "rejected":
+        note = json.loads(review["result"] or "{}").get("note", "")
+        return Finish(
+            "blocked",
+            "A member of our team reviewed your request and cannot help with it here.",
+            ["declined by a human reviewer" + (f": {note}" if note else "")],
+        )
+    return Finish("ok", review["arguments"])
 
 
 def build_messages(

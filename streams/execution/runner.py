@@ -39,6 +39,7 @@ from streams.llm.retry import call_with_retries_outcome
 from streams.partitioning import partition_for
 from streams.records import Executed, Step, now_ms
 from streams.telemetry import context_from_traceparent, headers_with_context, mark_error
+from streams.verification.logic import findings
 
 log = logging.getLogger(__name__)
 
@@ -403,6 +404,7 @@ class TaskRunner:
             if span is not None:
                 span.add_event("hold", {"gen_ai.tool.name": fin.hold["name"], "reason": fin.hold["result"]})
         steps = self._steps(sid, request_id)
+        follow_up = int(state.current_task(self.sessions[sid]).get("follow_up", 0))
         answer = fin.answer
         if fin.status in ("degraded", "fallback") and not answer:
             answer = FALLBACK_ANSWER
@@ -427,7 +429,12 @@ class TaskRunner:
             created_ms=routed["created_ms"],
             executed_ms=now_ms(),
             complexity=routed.get("complexity", ""),
+            follow_up=follow_up,
         )
+        hold = fin.hold
+        if hold is None and (fin.status == "escalated" or (fin.status == "ok" and findings(executed))):
+            # The verifier will hold this answer for a human: keep what a decision resumes.
+            hold = {"kind": "answer", "draft": answer, "result": "; ".join(fin.reasons or findings(executed))}
         headers: dict[str, bytes] = {}
         if span is not None:
             span.set_attribute("agentstream.task.status", fin.status)
@@ -438,7 +445,7 @@ class TaskRunner:
         await self.emit(executed, headers)
         await self._fence(sid)
         self.write(
-            sid, state.finish_task(self.sessions[sid], request_id, fin.status, answer, fin.hold, now_ms())
+            sid, state.finish_task(self.sessions[sid], request_id, fin.status, answer, hold, now_ms())
         )
 
 

@@ -146,7 +146,7 @@ class Responder:
                         if m.offset >= end:
                             break
                         try:
-                            answered[codec.decode(m.value, Response).request_id] = m.timestamp
+                            answered[codec.decode(m.value, Response).answer_key()] = m.timestamp
                         except DecodeError:
                             continue
             return answered
@@ -254,7 +254,7 @@ class Responder:
             return await part.producer.send(
                 self.cfg.deadletter, get_codec().encode(dead), key=msg.key
             )
-        rid = resp.request_id
+        rid = resp.answer_key()
         if rid in part.answered or rid in fresh:
             self.dropped_duplicates += 1
             return None

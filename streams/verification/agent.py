@@ -27,8 +27,9 @@ async def check(ex: Executed, event: Any) -> None:
     """Stateless: a re-emitted answer is verified again and the responder drops the copy."""
     topic = channels.executed.get_topic_name()
     with stage_span(tracer(), topic, "verifier", event.headers, request_attributes(ex)) as span:
-        verdict = verify(ex)
-        cost = pipeline_config().cost_usd(ex.model, ex.input_tokens, ex.output_tokens)
+        cfg = pipeline_config()
+        verdict = verify(ex, frozenset(cfg.policy.high_priority_tools))
+        cost = cfg.cost_usd(ex.model, ex.input_tokens, ex.output_tokens)
         reasons = verdict.escalation.reasons if verdict.escalation else list(ex.reasons)
         span.set_attributes(
             decision_attributes(
@@ -40,6 +41,7 @@ async def check(ex: Executed, event: Any) -> None:
             )
         )
         span.set_attribute("agentstream.complexity", ex.complexity)
+        span.set_attribute("agentstream.follow_up", ex.follow_up)
         headers = headers_with_context(span)
         if verdict.escalation:
             await publish(channels.escalations, verdict.escalation, headers)

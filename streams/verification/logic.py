@@ -16,6 +16,8 @@ PII = {
     "SSN": re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),
 }
 HIGH_STAKES_TOOLS = {"delete_account", "suspend_account", "transfer_account"}
+# Escalations of these held tools are reviewed first (`policy.high_priority_tools` overrides).
+HIGH_PRIORITY_TOOLS = frozenset({"delete_account", "transfer_account"})
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,10 @@ def findings(ex: Executed) -> list[str]:
     """Reasons a human should look at this answer before (or instead of) the user."""
     if ex.status != "ok":
         return []
+    # What a human already approved is not escalated again.
+    approved = {s.name for s in ex.steps if s.kind == "review" and s.status in ("approved", "edited")}
+    if "answer" in approved:
+        return []
     reasons: list[str] = []
     if not ex.answer.strip():
         reasons.append("empty answer from the model")
@@ -37,12 +43,12 @@ def findings(ex: Executed) -> list[str]:
         if pattern.search(ex.answer):
             reasons.append(f"possible personal data in the answer ({label})")
     for step in ex.steps:
-        if step.kind == "tool_call" and step.name in HIGH_STAKES_TOOLS:
+        if step.kind == "tool_call" and step.name in HIGH_STAKES_TOOLS and step.result not in approved:
             reasons.append(f"high-stakes action {step.name} was executed")
     return reasons
 
 
-def verify(ex: Executed) -> Verdict:
+def verify(ex: Executed, high_priority: frozenset[str] = HIGH_PRIORITY_TOOLS) -> Verdict:
     reasons = list(ex.reasons) + findings(ex)
     status = ex.status
     if status == "ok" and reasons:
@@ -78,10 +84,14 @@ def verify(ex: Executed) -> Verdict:
         created_ms=ex.created_ms,
         responded_ms=responded,
         latency_ms=float(max(0, responded - ex.created_ms)),
+        follow_up=ex.follow_up,
     )
     escalation = None
     if status == "escalated":
-        held = next((s for s in ex.steps if s.kind == "hold"), None)
+        # The hold of this round: the last one, after any earlier reviewed holds.
+        held = next((s for s in reversed(ex.steps) if s.kind == "hold"), None)
+        if held and any(s.kind == "review" and s.index > held.index for s in ex.steps):
+            held = None
         escalation = Escalation(
             request_id=ex.request_id,
             session_id=ex.session_id,
@@ -97,5 +107,7 @@ def verify(ex: Executed) -> Verdict:
             ),
             created_ms=ex.created_ms,
             escalated_ms=responded,
+            priority="high" if held and held.name in high_priority else "normal",
+            follow_up=ex.follow_up,
         )
     return Verdict(response, escalation)

@@ -98,6 +98,8 @@ def _samples() -> dict[str, object]:
             llm_calls=1,
             created_ms=T0,
             executed_ms=T0 + 900,
+            complexity="high",
+            follow_up=1,
         ),
         "response": r.Response(
             **ids,
@@ -115,6 +117,7 @@ def _samples() -> dict[str, object]:
             created_ms=T0,
             responded_ms=T0 + 950,
             latency_ms=950.25,
+            follow_up=1,
         ),
         "escalation": r.Escalation(
             **ids,
@@ -125,6 +128,8 @@ def _samples() -> dict[str, object]:
             held_action='{"tool": "block_card", "arguments": {"card_last4": "1111"}}',
             created_ms=T0,
             escalated_ms=T0 + 905,
+            priority="high",
+            follow_up=1,
         ),
         "human_decision": r.HumanDecision(
             request_id="req-7f3a",
@@ -134,6 +139,8 @@ def _samples() -> dict[str, object]:
             edited_answer="Ihre Karte ist gesperrt.",
             note="verified caller",
             decided_ms=T0 + 60_000,
+            decision_id="d-0001",
+            edited_arguments='{"card_last4": "2222"}',
         ),
         "dead_letter": r.DeadLetter(
             topic="agent.requests",
@@ -220,15 +227,30 @@ def test_round_trip(codec: Codec, name: str) -> None:
     assert codec.decode_dict(data, name)["schema_version"] == event.schema_version
 
 
-def test_executed_v1_bytes_still_decode(codec: Codec) -> None:
-    """Records written before `complexity` existed (v1) decode, the new field at its default."""
-    v1 = avro.schema.parse((SCHEMA_DIR / "executed.v1.avsc").read_text())
-    datum = codec.decode_dict(codec.encode(SAMPLES["executed"]), "executed")
-    datum = {k: v for k, v in datum.items() if k != "complexity"} | {"schema_version": 1}
+@pytest.mark.parametrize(
+    ("name", "version", "added"),
+    [
+        ("executed", 1, ("complexity", "follow_up")),
+        ("executed", 2, ("follow_up",)),
+        ("response", 1, ("follow_up",)),
+        ("escalation", 1, ("priority", "follow_up")),
+        ("human_decision", 1, ("decision_id", "edited_arguments")),
+    ],
+)
+def test_older_versions_still_decode(codec: Codec, name: str, version: int, added: tuple[str, ...]) -> None:
+    """Records written before a field existed decode, the new fields at their defaults."""
+    old = avro.schema.parse((SCHEMA_DIR / f"{name}.v{version}.avsc").read_text())
+    sample = SAMPLES[name]
+    datum = codec.decode_dict(codec.encode(sample), name)
+    datum = {k: v for k, v in datum.items() if k not in added} | {"schema_version": version}
     buf = io.BytesIO()
-    avro.io.DatumWriter(v1).write(datum, avro.io.BinaryEncoder(buf))
-    back = codec.decode(MARKER + v1.fingerprint("CRC-64-AVRO") + buf.getvalue(), r.Executed)
-    assert back.complexity == "" and back.request_id == SAMPLES["executed"].request_id
+    avro.io.DatumWriter(old).write(datum, avro.io.BinaryEncoder(buf))
+    back = codec.decode(MARKER + old.fingerprint("CRC-64-AVRO") + buf.getvalue(), type(sample))
+    fields = type(sample).__dataclass_fields__
+    for field_name in added:
+        assert getattr(sample, field_name) != fields[field_name].default, "sample sets the new field"
+        assert getattr(back, field_name) == fields[field_name].default
+    assert back.request_id == sample.request_id
 
 
 def test_defaults_round_trip(codec: Codec) -> None:
@@ -418,7 +440,7 @@ def test_every_truncation_is_rejected(codec: Codec) -> None:
     for cut in range(len(data)):
         with pytest.raises(DecodeError):
             codec.decode(data[:cut], r.Executed)
-    with pytest.raises(DecodeError, match="body does not match schema Executed v2: truncated"):
+    with pytest.raises(DecodeError, match="body does not match schema Executed v3: truncated"):
         codec.decode(data[:-3], r.Executed)
 
 

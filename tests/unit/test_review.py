@@ -1,0 +1,148 @@
+"""Human review as pure state transitions: hold -> decision -> resumed task -> final answer."""
+
+import json
+
+import pytest
+
+from streams import sessions as state
+from streams.config import load_config
+from streams.execution.logic import CallLLM, Finish, RunTool, plan_next
+from streams.records import Escalation, Executed, HumanDecision, Step
+from streams.reviewing.queue import pending_reviews
+from streams.verification.logic import verify
+from tests.unit.test_agent_loop import llm
+
+CFG = load_config()
+REFUND = {"id": "c1", "name": "issue_refund", "arguments": {"order_id": "77", "amount": 250}}
+ROUTED = {"request_id": "r1", "session_id": "s1", "user_id": "u1", "tenant_id": "t", "text": "refund 250 on #77"}
+
+
+def plan(steps: list[dict]):
+    return plan_next("r1", steps, CFG.execution, CFG.policy)
+
+
+def held_session() -> dict:
+    """A session whose refund task was held: what the runner leaves after `_finish`."""
+    s, _ = state.enqueue(None, ROUTED, 1_000)
+    s = state.record_step(s, "r1", llm(0, calls=[REFUND]), 1_050)
+    fin = plan(state.current_task(s)["steps"])
+    assert isinstance(fin, Finish) and fin.status == "escalated" and fin.hold
+    s = state.record_step(s, "r1", fin.hold, 1_100)
+    return state.finish_task(s, "r1", "escalated", "", fin.hold, 1_200)
+
+
+def decision(verdict: str, **extra: str) -> dict:
+    return {"request_id": "r1", "session_id": "s1", "reviewer": "alice", "decision": verdict,
+            "note": extra.pop("note", ""), "decided_ms": 2_000, "decision_id": extra.pop("decision_id", "d1"),
+            "edited_answer": extra.pop("edited_answer", ""), "edited_arguments": extra.pop("edited_arguments", "")}
+
+
+def test_a_held_task_is_kept_pending_and_the_session_does_not_expire() -> None:
+    s = held_session()
+    assert state.pending_hold(s, "r1")["call_id"] == "c1"
+    assert not state.expired(s, 10**13), "a session waiting for a human outlives its TTL"
+
+
+def test_approve_resumes_the_task_and_runs_the_held_call_past_the_policy() -> None:
+    s, fresh = state.decide(held_session(), decision("approve"), 2_100)
+    assert fresh and not state.pending_hold(s, "r1")
+    task = state.current_task(s)
+    assert task["follow_up"] == 1 and [x["kind"] for x in task["steps"]] == ["llm_call", "hold", "review"]
+    action = plan(task["steps"])
+    assert isinstance(action, RunTool) and action.index == 3
+    assert action.call.arguments == {"order_id": "77", "amount": 250}
+
+
+def test_edit_runs_the_call_with_the_edited_arguments() -> None:
+    s, _ = state.decide(held_session(), decision("edit", edited_arguments='{"order_id": "77", "amount": 90}'), 2_100)
+    action = plan(state.current_task(s)["steps"])
+    assert isinstance(action, RunTool) and action.call.arguments == {"order_id": "77", "amount": 90}
+    approved = plan(state.current_task(state.decide(held_session(), decision("approve"), 2_100)[0])["steps"])
+    assert action.idempotency_key != approved.idempotency_key, "a different call, a different key"
+
+
+def test_reject_tells_the_model_and_the_call_never_runs() -> None:
+    s, _ = state.decide(held_session(), decision("reject", note="fraud suspected"), 2_100)
+    steps = state.current_task(s)["steps"]
+    assert steps[-1]["kind"] == "tool_result" and "fraud suspected" in steps[-1]["result"]
+    assert plan(steps) == CallLLM(len(steps))
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (decision("maybe"), "approve, edit or reject"),
+        (decision("edit", edited_arguments="[1, 2]"), "JSON object"),
+        (decision("edit", edited_arguments="{not json"), "not JSON"),
+        ({**decision("approve"), "reviewer": " "}, "names its reviewer"),
+        ({**decision("approve"), "request_id": "other"}, "no pending escalation"),
+    ],
+)
+def test_a_decision_that_cannot_apply_is_refused(bad: dict, message: str) -> None:
+    with pytest.raises(state.DecisionRefused, match=message):
+        state.decide(held_session(), bad, 2_100)
+
+
+def test_a_second_decision_is_refused_and_a_redelivered_one_is_a_no_op() -> None:
+    s, _ = state.decide(held_session(), decision("approve"), 2_100)
+    again, fresh = state.decide(s, decision("approve"), 2_200)
+    assert not fresh and again == s
+    with pytest.raises(state.DecisionRefused, match=r"already decided \(approve by alice"):
+        state.decide(s, decision("reject", decision_id="d2"), 2_200)
+
+
+def test_a_held_answer_is_given_edited_or_declined() -> None:
+    s, _ = state.enqueue(None, ROUTED, 1_000)
+    hold = {"kind": "answer", "draft": "Your card 4111 1111 1111 1111 is blocked.", "result": "possible personal data"}
+    s = state.finish_task(s, "r1", "ok", hold["draft"], hold, 1_200)
+    approved = state.current_task(state.decide(s, decision("approve"), 2_000)[0])
+    assert plan(approved["steps"]) == Finish("ok", hold["draft"])
+    edited = state.current_task(state.decide(s, decision("edit", edited_answer="Your card is blocked."), 2_000)[0])
+    assert plan(edited["steps"]) == Finish("ok", "Your card is blocked.")
+    rejected = plan(state.current_task(state.decide(s, decision("reject", note="no"), 2_000)[0])["steps"])
+    assert isinstance(rejected, Finish) and rejected.status == "blocked" and "no" in rejected.reasons[0]
+    with pytest.raises(state.DecisionRefused, match="edited answer"):
+        state.decide(s, decision("edit"), 2_000)
+
+
+def _executed(steps: list[dict], answer: str, follow_up: int) -> Executed:
+    return Executed(
+        request_id="r1", session_id="s1", user_id="u1", tenant_id="t", language="en", domain="account",
+        model="m", rollout_arm="control", config_version="v", status="ok", answer=answer,
+        steps=[Step(**{k: v for k, v in s.items() if k in Step.__dataclass_fields__}) for s in steps],
+        input_tokens=0, output_tokens=0, llm_calls=1, created_ms=0, executed_ms=1, follow_up=follow_up,
+    )
+
+
+def test_an_approved_high_stakes_call_is_not_escalated_again_and_the_response_is_a_follow_up() -> None:
+    call = {"index": 3, "kind": "tool_call", "name": "delete_account", "arguments": "{}", "result": "c9", "status": "done"}
+    review = {"index": 2, "kind": "review", "name": "c9", "arguments": "{}", "result": "{}", "status": "approved"}
+    verdict = verify(_executed([llm(0), review, call], "Done.", 1))
+    assert verdict.escalation is None and verdict.response.status == "ok"
+    assert verdict.response.follow_up == 1 and verdict.response.answer_key() == "r1#1"
+    unreviewed = verify(_executed([llm(0), call], "Done.", 0))
+    assert unreviewed.escalation is not None and unreviewed.response.answer_key() == "r1"
+
+
+def test_held_deletes_are_high_priority() -> None:
+    hold = {"index": 1, "kind": "hold", "name": "delete_account", "arguments": "{}", "result": "held", "status": "held"}
+    ex = _executed([llm(0), hold], "", 0)
+    ex.status, ex.reasons = "escalated", ["held for human review"]
+    assert verify(ex).escalation.priority == "high"
+    refund = _executed([llm(0), {**hold, "name": "issue_refund"}], "", 0)
+    refund.status, refund.reasons = "escalated", ["held for human review"]
+    assert verify(refund).escalation.priority == "normal"
+
+
+def test_the_queue_lists_escalations_without_a_later_decision_high_priority_first() -> None:
+    def esc(rid: str, at: int, priority: str = "normal", follow_up: int = 0) -> Escalation:
+        return Escalation(request_id=rid, session_id="s", user_id="u", tenant_id="t", domain="billing",
+                          reasons=["x"], created_ms=0, escalated_ms=at, priority=priority, follow_up=follow_up)
+
+    def dec(rid: str, at: int) -> HumanDecision:
+        return HumanDecision(request_id=rid, session_id="s", reviewer="a", decision="approve", decided_ms=at)
+
+    escalations = [esc("a", 10), esc("b", 20, "high"), esc("c", 30), esc("c", 50, follow_up=1), esc("d", 5)]
+    decisions = [dec("c", 40), dec("d", 6)]
+    assert [p.request_id for p in pending_reviews(escalations, decisions)] == ["b", "a", "c"]
+    assert json.dumps([p.kind for p in pending_reviews(escalations, decisions)]) == '["answer", "answer", "answer"]'
