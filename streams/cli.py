@@ -23,6 +23,7 @@ from rich.table import Table
 from streams import (
     cli_clickhouse,  # noqa: F401 - registers the analyst and sink commands
     cli_review,  # noqa: F401 - registers `review`
+    cli_rollout,  # noqa: F401 - registers `rollout`
 )
 from streams.cli_output import console, fail, print_rows
 from streams.client import AgentStreamClient, ResponseTimeout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,14 @@ class PipelineConfig:
     domains: dict[str, DomainConfig]
     # Extra or overriding redaction patterns, label -> regex ("" switches a default off).
     redaction_patterns: dict[str, str] = field(default_factory=dict)
+    # The candidate of a gradual rollout: this config with the `[candidate]` overrides applied.
+    candidate: PipelineConfig | None = None
+
+    def for_version(self, version: str) -> PipelineConfig:
+        """The config a request was routed with (the candidate's, or this one)."""
+        if self.candidate is not None and version == self.candidate.version:
+            return self.candidate
+        return self
 
     def model_for(self, key: str) -> ModelConfig:
         return self.models[key]
@@ -142,5 +151,22 @@ def parse_config(raw: dict[str, Any]) -> PipelineConfig:
 
 
 def load_config(path: Path | None = None) -> PipelineConfig:
+    """The config file, with its `[candidate]` section (if any) parsed as the rollout candidate:
+    the same file with the candidate's keys merged over it and its own `version`."""
     with open(path or DEFAULT_CONFIG, "rb") as fh:
-        return parse_config(tomllib.load(fh))
+        raw = tomllib.load(fh)
+    overrides = raw.pop("candidate", None)
+    base = parse_config(raw)
+    if not overrides:
+        return base
+    if "version" not in overrides or str(overrides["version"]) == base.version:
+        raise ConfigError("[candidate] needs its own `version`, different from the active one")
+    candidate = parse_config(_merged(raw, overrides))
+    return dataclasses.replace(base, candidate=candidate)
+
+
+def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

@@ -270,6 +270,29 @@ class Span:
     links: list[SpanLink] = field(default_factory=list)
 
 
+@dataclass(slots=True, kw_only=True)
+class Control:
+    """Operator state every worker applies without a restart (latest per `name` wins)."""
+
+    SCHEMA: ClassVar[str] = "control"
+
+    schema_version: int = 1
+    name: str
+    percent: int
+    candidate_version: str = ""
+    paused: bool = False
+    promoted: bool = False
+    reason: str = ""
+    actor: str = ""
+    updated_ms: int
+
+    def candidate_share(self) -> int:
+        """The percentage of users actually served by the candidate now."""
+        if self.paused:
+            return 0
+        return 100 if self.promoted else max(0, min(100, self.percent))
+
+
 EVENT_TYPES: tuple[type, ...] = (
     Request,
     Routed,
@@ -279,6 +302,7 @@ EVENT_TYPES: tuple[type, ...] = (
     HumanDecision,
     DeadLetter,
     Span,
+    Control,
 )
 """Every top-level event class, one per schema."""
 

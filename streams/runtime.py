@@ -9,12 +9,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NoOpTracer, Tracer
 
 from streams.config import PipelineConfig, load_config
+from streams.control.watcher import ControlWatcher
 from streams.execution.tools import ToolLedger
 from streams.llm import build_provider
 from streams.llm.base import Provider
 from streams.redaction import Redactor
 from streams.settings import get_settings
 from streams.telemetry import SCOPE, QueueSpanExporter, build_tracer_provider
+from streams.topics import CONTROL
 
 SpanQueue = queue.SimpleQueue[tuple[bytes, bytes]]
 
@@ -22,6 +24,12 @@ SpanQueue = queue.SimpleQueue[tuple[bytes, bytes]]
 @cache
 def pipeline_config() -> PipelineConfig:
     return load_config(get_settings().config_file)
+
+
+@cache
+def control_watcher() -> ControlWatcher:
+    s = get_settings()
+    return ControlWatcher(s.kafka_bootstrap_servers, s.topic(CONTROL))
 
 
 @cache

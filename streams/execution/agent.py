@@ -99,7 +99,7 @@ async def domain_agents(stream):
 
 async def take_in(routed: Routed, event: Any) -> None:
     """Records the routed request as a queued task; the runner does the rest."""
-    if routed.domain not in runner.cfg.domains:
+    if routed.domain not in runner.cfg.for_version(routed.config_version).domains:
         await _reject(routed, f"no domain agent named {routed.domain!r}")
         return
     current = sessions.get(routed.session_id)

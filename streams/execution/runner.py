@@ -126,6 +126,10 @@ class TaskRunner:
                 stopped += 1
         return stopped
 
+    def config_of(self, routed: dict[str, Any]) -> PipelineConfig:
+        """The config the request was routed with: the rollout candidate's, or the active one."""
+        return self.cfg.for_version(routed["config_version"])
+
     def part(self, session_id: str) -> int:
         return partition_for(session_id, self.partitions)
 
@@ -215,8 +219,9 @@ class TaskRunner:
             await self._loop(sid, request_id, routed, span)
 
     async def _loop(self, sid: str, request_id: str, routed: dict[str, Any], span: Any) -> None:
-        ex, policy = self.cfg.execution, self.cfg.policy
-        domain = self.cfg.domains[routed["domain"]]
+        cfg = self.config_of(routed)
+        ex, policy = cfg.execution, cfg.policy
+        domain = cfg.domains[routed["domain"]]
         since = now_ms() - int(policy.refund_window_s * 1000)
         refunded_before = refunded(self.sessions[sid].get("history", []), since)
         while True:
@@ -247,7 +252,8 @@ class TaskRunner:
         request_id: str,
         trimmed_chars: int,
     ) -> dict[str, Any]:
-        ex = self.cfg.execution
+        cfg = self.config_of(routed)
+        ex = cfg.execution
         model = routed["model"]
         step = llm_step(index, model)
         prompt = json.dumps(messages, ensure_ascii=False)
@@ -255,7 +261,7 @@ class TaskRunner:
         # digest, so session values (and their changelog) stay small and a replay can tell
         # whether it sent the same prompt.
         step["arguments"] = "sha256:" + hashlib.sha256(prompt.encode()).hexdigest()[:32]
-        domain = self.cfg.domains[routed["domain"]]
+        domain = cfg.domains[routed["domain"]]
         input_trimmed = any(n.startswith("input truncated") for n in routed["notes"])
         attributes = {
             "gen_ai.operation.name": "chat",
@@ -328,7 +334,7 @@ class TaskRunner:
                     "gen_ai.response.finish_reasons": [resp.finish_reason],
                     "gen_ai.usage.input_tokens": resp.input_tokens,
                     "gen_ai.usage.output_tokens": resp.output_tokens,
-                    "agentstream.cost.usd": self.cfg.cost_usd(model, resp.input_tokens, resp.output_tokens),
+                    "agentstream.cost.usd": cfg.cost_usd(model, resp.input_tokens, resp.output_tokens),
                     "agentstream.llm.status": "ok",
                     "agentstream.llm.attempts": outcome.attempts,
                     "agentstream.latency_ms": step["latency_ms"],
@@ -374,7 +380,7 @@ class TaskRunner:
                     call.name,
                     call.arguments,
                     fn,
-                    self.cfg.execution.tool_timeout_s,
+                    self.config_of(routed).execution.tool_timeout_s,
                     request_id=request_id,
                 )
                 span.set_attribute("agentstream.tool.executed_now", executed_now)

@@ -7,13 +7,14 @@ from typing import Any
 from streams import channels
 from streams.app import app
 from streams.config import PipelineConfig
+from streams.control.rollout import ROLLOUT, pick_arm
 from streams.envelope import consume, dead_letter, publish
 from streams.records import Request, Response, Routed
 from streams.routing.complexity import HeuristicComplexity, choose_model
 from streams.routing.guard import GuardModelScreen
 from streams.routing.logic import identity_problem, route, terminal_response
 from streams.routing.screening import Assessment
-from streams.runtime import pipeline_config, provider, tracer
+from streams.runtime import control_watcher, pipeline_config, provider, tracer
 from streams.telemetry import (
     decision_attributes,
     headers_with_context,
@@ -21,6 +22,12 @@ from streams.telemetry import (
     request_attributes,
     stage_span,
 )
+
+
+@app.task
+async def follow_control() -> None:
+    """Rollout changes reach this worker's router within a second (no restart)."""
+    await control_watcher().follow()
 
 
 @app.agent(channels.requests, name="router")
@@ -32,7 +39,9 @@ async def handle(req: Request, event: Any) -> None:
     """Stateless: a redelivered request is routed again; the domain agent drops a task it already
     has and the responder drops an answer that already went out, so nothing is marked here before
     it is sent (a mark written before a send that never happened loses the request)."""
-    cfg = pipeline_config()
+    watcher = control_watcher()
+    await watcher.wait_caught_up()
+    arm, cfg = pick_arm(req.user_id, pipeline_config(), watcher.get(ROLLOUT))
     problem = identity_problem(req, event.message.key)
     if problem:
         # No safe place to answer: a response keyed by a wrong or empty session could reach
@@ -42,7 +51,7 @@ async def handle(req: Request, event: Any) -> None:
     topic = channels.requests.get_topic_name()
     with stage_span(tracer(), topic, "router", event.headers, request_attributes(req)) as span:
         try:
-            decision = route(req, cfg, raw_bytes=len(event.message.value or b""))
+            decision = route(req, cfg, raw_bytes=len(event.message.value or b""), arm=arm)
         except Exception as exc:  # one bad request must not stop the stage
             await dead_letter(event, f"router failed on request {req.request_id}: {exc!r}")
             mark_error(span, type(exc).__name__, str(exc))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 
@@ -134,16 +133,6 @@ def classify_domain(text: str, domains: dict[str, object]) -> str:
     return DEFAULT_DOMAIN if DEFAULT_DOMAIN in domains else next(iter(domains))
 
 
-def stable_bucket(user_id: str) -> int:
-    """0-99 from a keyed hash: the same user lands in the same arm in every process."""
-    digest = hashlib.blake2b(user_id.encode(), digest_size=8, person=b"rollout").digest()
-    return int.from_bytes(digest, "big") % 100
-
-
-def rollout_arm(user_id: str, candidate_percent: int) -> str:
-    return "candidate" if stable_bucket(user_id) < candidate_percent else "control"
-
-
 def identity_problem(req: Request, key: bytes | None) -> str | None:
     """Why a request cannot be answered at all (dead-lettered), or None."""
     if not req.request_id.strip():
@@ -174,8 +163,10 @@ def route(
     cfg: PipelineConfig,
     raw_bytes: int = 0,
     estimator: ComplexityEstimator | None = None,
+    arm: str = "control",
 ) -> Routed | Response:
-    """The router's whole decision for one request."""
+    """The router's whole decision for one request, with the config of its rollout `arm`
+    (see `streams.control.rollout.pick_arm`)."""
     too_big = size_problem(req, cfg, raw_bytes)
     if too_big:
         return terminal_response(req, "error", too_big, cfg.version)
@@ -212,7 +203,7 @@ def route(
         model=cfg.models[model_key].name,
         max_tokens=dcfg.max_tokens,
         complexity=complexity.level,
-        rollout_arm=rollout_arm(req.user_id, cfg.router.rollout_candidate_percent),
+        rollout_arm=arm,
         config_version=cfg.version,
         notes=notes,
         context=context,

@@ -27,7 +27,7 @@ async def check(ex: Executed, event: Any) -> None:
     """Stateless: a re-emitted answer is verified again and the responder drops the copy."""
     topic = channels.executed.get_topic_name()
     with stage_span(tracer(), topic, "verifier", event.headers, request_attributes(ex)) as span:
-        cfg = pipeline_config()
+        cfg = pipeline_config().for_version(ex.config_version)
         verdict = verify(ex, frozenset(cfg.policy.high_priority_tools))
         cost = cfg.cost_usd(ex.model, ex.input_tokens, ex.output_tokens)
         reasons = verdict.escalation.reasons if verdict.escalation else list(ex.reasons)

@@ -178,6 +178,14 @@ def _samples() -> dict[str, object]:
                 r.SpanLink(trace_id="0af7651916cd43dd8448eb211c80319c", span_id="b7ad6b7169203331")
             ],
         ),
+        "control": r.Control(
+            name="rollout",
+            percent=20,
+            candidate_version="2026-11-28.1-candidate",
+            reason="canary",
+            actor="alice@acme",
+            updated_ms=T0 + 5,
+        ),
     }
 
 

@@ -14,7 +14,7 @@ import pytest
 from streams import records as r
 from streams.codecs import SCHEMA_DIR
 
-PRIMITIVES = {"string": str, "int": int, "long": int, "double": float, "bytes": bytes}
+PRIMITIVES = {"string": str, "int": int, "long": int, "double": float, "bytes": bytes, "boolean": bool}
 
 
 def _latest_schemas() -> dict[str, tuple[int, dict]]:

@@ -1,8 +1,9 @@
 from dataclasses import replace
 
 from streams.config import load_config
+from streams.control.rollout import rollout_arm, stable_bucket
 from streams.records import ContextMessage, Request, Response, Routed
-from streams.routing.logic import detect_language, rollout_arm, route, stable_bucket
+from streams.routing.logic import detect_language, route
 
 CFG = load_config()
 
