@@ -45,9 +45,14 @@ async def test_held_refunds_resume_after_approve_edit_or_reject(pipeline: Pipeli
     worker = pipeline.start_worker()
     await pipeline.wait_ready(worker)
 
-    listed = await _cli(pipeline, "list", "--json")
-    assert listed.returncode == 0, listed.stderr
-    pending = {p["id"]: p for p in json.loads(listed.stdout)}
+    # The verifier stage publishes the escalations (the answer can reach the user first).
+    for _ in range(60):
+        listed = await _cli(pipeline, "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        pending = {p["id"]: p for p in json.loads(listed.stdout)}
+        if {r.request_id for r in reqs.values()} <= set(pending):
+            break
+        await asyncio.sleep(1.0)
     for req in reqs.values():
         item = pending[req.request_id]
         assert item["kind"] == "tool" and item["priority"] == "normal"
