@@ -75,6 +75,21 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """Automatic rollback of the candidate arm: any trigger over the window rolls it back to 0%,
+    once at least `min_samples` answers of the candidate are in the window."""
+
+    window_s: float = 300.0
+    min_samples: int = 20
+    max_error_rate: float = 0.05  # error, degraded and fallback answers
+    max_avg_latency_ms: float = 10_000.0
+    max_escalation_rate: float = 0.20
+    # Cost per answer against the budget per answer; 2.0 = rolled back above 200% of it.
+    budget_usd_per_request: float = 0.01
+    max_cost_ratio: float = 2.0
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     version: str
     router: RouterConfig
@@ -84,6 +99,7 @@ class PipelineConfig:
     domains: dict[str, DomainConfig]
     # Extra or overriding redaction patterns, label -> regex ("" switches a default off).
     redaction_patterns: dict[str, str] = field(default_factory=dict)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     # The candidate of a gradual rollout: this config with the `[candidate]` overrides applied.
     candidate: PipelineConfig | None = None
 
@@ -136,6 +152,7 @@ def parse_config(raw: dict[str, Any]) -> PipelineConfig:
             models=models,
             domains=domains,
             redaction_patterns={str(k): str(v) for k, v in raw.get("redaction", {}).get("patterns", {}).items()},
+            monitor=MonitorConfig(**raw.get("monitor", {})),
         )
     except (KeyError, TypeError) as exc:
         raise ConfigError(f"invalid agentstream config: {exc!r}") from exc

@@ -53,7 +53,19 @@ def provider() -> Provider:
         empty_rate=s.sim_empty_rate,
         outage_file=s.sim_outage_file,
         calls_log=s.sim_calls_log,
+        model_failure_rates=_rates(s.sim_model_failures),
     )
+
+
+def _rates(spec: str) -> dict[str, float]:
+    """`"sim-large=0.3,sim-small=0"` -> {"sim-large": 0.3, "sim-small": 0.0}."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        model, sep, rate = part.partition("=")
+        if not sep:
+            raise ValueError(f"AGENTSTREAM_SIM_MODEL_FAILURES: {part!r} is not model=rate")
+        out[model.strip()] = float(rate)
+    return out
 
 
 @cache

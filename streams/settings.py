@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     sim_empty_rate: float = 0.0
     sim_outage_file: str = ""  # fault drills: every call fails while this file exists
     sim_calls_log: str = ""  # fault drills: one line per provider call
+    sim_model_failures: str = ""  # drills: "model=rate,model=rate" share of calls that fail
 
     @model_validator(mode="after")
     def _local_broker_by_default(self) -> Settings:

@@ -22,10 +22,14 @@ HUMAN_DECISIONS = "human-decisions"
 DEADLETTER = "deadletter"
 CONTROL = "control"
 TRACES = "traces"
+# Every answer once (written by the responder): the monitor's one global, ordered input.
+MONITOR = "monitor"
 
 STREAM_TOPICS = (REQUESTS, ROUTED, EXECUTED, OUTBOX, RESPONSES, ESCALATIONS, HUMAN_DECISIONS, DEADLETTER, TRACES)
 COMPACTED_TOPICS = (CONTROL,)
+SINGLE_PARTITION_TOPICS = (MONITOR,)
 TABLES = ("sessions",)
+SINGLE_PARTITION_TABLES = ("monitor",)
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     compact = {"cleanup.policy": "compact"}
     specs = [TopicSpec(settings.topic(t), n, {}) for t in STREAM_TOPICS]
     specs += [TopicSpec(settings.topic(t), 1, compact) for t in COMPACTED_TOPICS]
+    specs += [TopicSpec(settings.topic(t), 1, {}) for t in SINGLE_PARTITION_TOPICS]
     # Changelogs: compact only, no time retention (PITFALLS: recovery hangs on deleted segments).
     specs += [TopicSpec(f"{settings.app_id}-{t}-changelog", n, compact) for t in TABLES]
+    specs += [TopicSpec(f"{settings.app_id}-{t}-changelog", 1, compact) for t in SINGLE_PARTITION_TABLES]
     return specs
 
 

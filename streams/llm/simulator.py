@@ -66,6 +66,9 @@ class SimulatorConfig:
     outage_file: str = ""
     # Appends one line per call ("<ms> ok|unavailable"), so a drill can count what the provider saw.
     calls_log: str = ""
+    # model name -> share of calls that fail as "provider unavailable"; sticky per call, so the
+    # retries of a failed call fail too (a bad model version, not a blip).
+    model_failure_rates: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.latency_ms_mean < 0:
@@ -76,6 +79,9 @@ class SimulatorConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
+        for model, rate in self.model_failure_rates.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"failure rate of {model} must be within [0, 1], got {rate}")
 
 
 # --------------------------------------------------------------------------- determinism
@@ -691,6 +697,9 @@ class SimulatedProvider:
         if cfg.outage_file and os.path.exists(cfg.outage_file):
             self._log_call("unavailable")
             raise ProviderUnavailable("simulator: provider outage (drill)")
+        if draws.unit("model_failure") < cfg.model_failure_rates.get(request.model, 0.0):
+            self._log_call("unavailable")
+            raise ProviderUnavailable(f"simulator: model {request.model} failed this call")
         self._log_call("ok")
         limit = self._rate_limited_attempts(markers)
         if (limit is not None and attempt <= limit) or (

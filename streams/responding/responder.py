@@ -50,6 +50,7 @@ class ResponderConfig:
     outbox: str
     responses: str
     deadletter: str
+    monitor: str = ""  # single-partition topic the monitor reads (empty: none)
     dedup_window_s: float = 24 * 3600.0
     session_timeout_ms: int = 6000
     max_batch: int = 500
@@ -186,8 +187,8 @@ class Responder:
             fresh: dict[str, int] = {}
             try:
                 async with part.producer.transaction():
-                    sends = [await self._one(part, tp.partition, msg, fresh) for msg in records]
-                    await asyncio.gather(*(f for f in sends if f is not None))
+                    sends = [f for msg in records for f in await self._one(part, tp.partition, msg, fresh)]
+                    await asyncio.gather(*sends)
                     await part.producer.send_offsets_to_transaction(
                         {tp: records[-1].offset + 1}, self.cfg.group_id
                     )
@@ -238,8 +239,9 @@ class Responder:
 
     async def _one(
         self, part: _Partition, partition: int, msg: Any, fresh: dict[str, int]
-    ) -> asyncio.Future[Any] | None:
-        """Queues one record into the open transaction; returns its delivery future, if any."""
+    ) -> list[asyncio.Future[Any]]:
+        """Queues one record into the open transaction (and its copy for the monitor); returns
+        the delivery futures."""
         try:
             resp = get_codec().decode(msg.value, Response)
         except DecodeError as exc:
@@ -251,21 +253,25 @@ class Responder:
                 msg.value or b"",
                 f"undecodable Response in outbox: {exc}",
             )
-            return await part.producer.send(
-                self.cfg.deadletter, get_codec().encode(dead), key=msg.key
-            )
+            return [await part.producer.send(self.cfg.deadletter, get_codec().encode(dead), key=msg.key)]
         rid = resp.answer_key()
         if rid in part.answered or rid in fresh:
             self.dropped_duplicates += 1
-            return None
+            return []
         fresh[rid] = now_ms()
-        return await part.producer.send(
-            self.cfg.responses,
-            msg.value,
-            key=msg.key,
-            partition=partition,
-            headers=list(msg.headers or ()),
-        )
+        sent = [
+            await part.producer.send(
+                self.cfg.responses,
+                msg.value,
+                key=msg.key,
+                partition=partition,
+                headers=list(msg.headers or ()),
+            )
+        ]
+        if self.cfg.monitor:
+            # Each answer once, in the same transaction: the monitor counts what users got.
+            sent.append(await part.producer.send(self.cfg.monitor, msg.value, key=b"monitor", partition=0))
+        return sent
 
     def _expire(self) -> None:
         cutoff = now_ms() - int(self.cfg.dedup_window_s * 1000)

@@ -26,6 +26,7 @@ class ResponderService(mode.Service):
                 outbox=_settings.topic(topics.OUTBOX),
                 responses=_settings.topic(topics.RESPONSES),
                 deadletter=_settings.topic(topics.DEADLETTER),
+                monitor=_settings.topic(topics.MONITOR),
                 dedup_window_s=_settings.dedup_window_s,
                 session_timeout_ms=int(_settings.session_timeout_s * 1000),
             ),
