@@ -24,6 +24,7 @@ from streams import (
     cli_clickhouse,  # noqa: F401 - registers the analyst and sink commands
     cli_review,  # noqa: F401 - registers `review`
     cli_rollout,  # noqa: F401 - registers `rollout`
+    cli_status,  # noqa: F401 - registers `status`
 )
 from streams.cli_output import console, fail, print_rows
 from streams.client import AgentStreamClient, ResponseTimeout

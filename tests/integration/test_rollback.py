@@ -80,3 +80,14 @@ async def test_a_failing_candidate_is_rolled_back_within_a_window(pipeline: Pipe
     assert "rolled back candidate" in worker.log()
     spans = await pipeline.read_topic("traces")
     assert any(b"automatic rollback" in (m.value or b"") for m in spans), "the rollback is on a span"
+
+    status = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "streams.cli", "status", "--json"],
+        env=pipeline.env(), capture_output=True, text=True, timeout=120,
+    )
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["last_rollback"]["reason"] == back.reason
+    assert report["rollout"]["candidate_percent"] == 0 and report["rollout"]["set_by"] == "monitor"
+    assert report["monitor"].get(f"{cfg.version}|control", {}).get("answers", 0) >= 40, report
+    assert len(report["workers"]["members"]) >= 1 and "lag" in report["workers"]

@@ -1,0 +1,127 @@
+"""`agentstream status`: what an operator checks first, from Kafka alone (no worker needed).
+
+Config and rollout (control topic), the last automatic rollback, pending reviews, the monitor's
+windows per config version and arm (its changelog), and the worker group's members and lag.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from faust.cli import AppCommand, option
+
+from streams.app import app
+from streams.cli_output import console, fail
+from streams.cli_review import review_state
+from streams.cli_rollout import current_rollout, rollout_summary
+from streams.codecs import DecodeError, get_codec
+from streams.config import load_config
+from streams.monitoring.metrics import summarize
+from streams.records import Control, now_ms
+from streams.topic_reader import read_all
+from streams.topics import CONTROL
+
+settings = app.agentstream_settings
+
+
+async def last_rollback() -> dict[str, Any] | None:
+    found = None
+    for m in await read_all(settings.kafka_bootstrap_servers, settings.topic(CONTROL)):
+        try:
+            control = get_codec().decode(m.value, Control)
+        except DecodeError:
+            continue
+        if control.actor == "monitor":
+            found = {"candidate_version": control.candidate_version, "reason": control.reason, "at_ms": control.updated_ms}
+    return found
+
+
+async def monitor_windows(window_s: float) -> dict[str, Any]:
+    """The monitor's current windows (latest changelog value per `version|arm`), summarized."""
+    latest: dict[str, Any] = {}
+    for m in await read_all(settings.kafka_bootstrap_servers, f"{settings.app_id}-monitor-changelog"):
+        key = json.loads(m.key) if m.key else ""  # faust writes table keys as JSON
+        latest[key] = json.loads(m.value) if m.value else None
+    now = now_ms()
+    out = {}
+    for key, window in sorted(latest.items()):
+        if "|" not in key or key.startswith("rollback|") or not window:
+            continue
+        s = summarize(window, now, window_s)
+        if s.answers:
+            out[key] = {
+                "answers": s.answers,
+                "error_rate": round(s.error_rate, 4),
+                "escalation_rate": round(s.escalation_rate, 4),
+                "avg_latency_ms": round(s.avg_latency_ms, 1),
+                "p95_latency_ms_at_most": s.p95_latency_ms,
+                "cost_per_answer_usd": round(s.cost_per_answer_usd, 6),
+            }
+    return out
+
+
+async def group_state(group: str) -> dict[str, Any]:
+    """Members of a consumer group and its lag per topic (end offset minus committed)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_consumer_groups([group])
+        members: list[dict[str, str]] = []
+        state = "unknown"
+        for response in described:
+            for g in response.groups:
+                state = g[2]
+                members += [{"client_id": mem[1], "host": mem[2]} for mem in g[5]]
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    lag: dict[str, int] = {}
+    if committed:
+        reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+        await reader.start()
+        try:
+            ends = await reader.end_offsets(list(committed))
+        finally:
+            await reader.stop()
+        for tp, meta in committed.items():
+            if meta.offset >= 0 and not tp.topic.endswith("-changelog"):
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, ends[tp] - meta.offset)
+    return {"group": group, "state": state, "members": members, "lag": dict(sorted(lag.items()))}
+
+
+async def status_report() -> dict[str, Any]:
+    cfg = load_config(settings.config_file)
+    pending, _ = await review_state()
+    return {
+        "rollout": rollout_summary(cfg, await current_rollout()),
+        "last_rollback": await last_rollback(),
+        "pending_reviews": {
+            "count": len(pending),
+            "high_priority": sum(1 for p in pending if p.escalation.priority == "high"),
+            "oldest": [p.request_id for p in pending[:5]],
+        },
+        "monitor": await monitor_windows(cfg.monitor.window_s),
+        "workers": await group_state(settings.app_id),
+        "responder": await group_state(f"{settings.app_id}-responder"),
+        "not_reported": {
+            "breakers": "kept in each worker's memory; trips are span events (agentstream trace / query otel_traces)",
+            "budgets": "not built yet",
+        },
+    }
+
+
+@app.command(option("--json", "as_json", is_flag=True, help="One JSON object, for scripts."))
+async def status(self: AppCommand, as_json: bool) -> None:
+    """Rollout, last rollback, pending reviews, monitor windows, workers and lag."""
+    try:
+        report = await status_report()
+    except KafkaError as exc:
+        fail(f"cannot talk to Kafka at {settings.kafka_bootstrap_servers}: {exc}")
+    if as_json:
+        print(json.dumps(report, default=str))
+        return
+    console.print_json(json.dumps(report, default=str))
