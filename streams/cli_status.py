@@ -64,6 +64,21 @@ async def monitor_windows(window_s: float) -> dict[str, Any]:
     return out
 
 
+async def budget_use(top: int = 10) -> list[dict[str, Any]]:
+    """The windows using the most tokens now, over all tenants (from the budgets changelog)."""
+    latest: dict[str, Any] = {}
+    for m in await read_all(settings.kafka_bootstrap_servers, f"{settings.app_id}-budgets-changelog"):
+        latest[json.loads(m.key)] = json.loads(m.value) if m.value else None
+    rows = [
+        {"tenant": tenant, "window": key, **counters}
+        for tenant, value in latest.items()
+        if value
+        for key, counters in value.get("windows", {}).items()
+    ]
+    rows.sort(key=lambda r: (r["tokens"] + r["held_tokens"], r["cost"]), reverse=True)
+    return rows[:top]
+
+
 async def group_state(group: str) -> dict[str, Any]:
     """Members of a consumer group and its lag per topic (end offset minus committed)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
@@ -105,18 +120,18 @@ async def status_report() -> dict[str, Any]:
             "oldest": [p.request_id for p in pending[:5]],
         },
         "monitor": await monitor_windows(cfg.monitor.window_s),
+        "budgets": {"ceilings": len(cfg.budgets), "top_windows": await budget_use()},
         "workers": await group_state(settings.app_id),
         "responder": await group_state(f"{settings.app_id}-responder"),
         "not_reported": {
             "breakers": "kept in each worker's memory; trips are span events (agentstream trace / query otel_traces)",
-            "budgets": "not built yet",
         },
     }
 
 
 @app.command(option("--json", "as_json", is_flag=True, help="One JSON object, for scripts."))
 async def status(self: AppCommand, as_json: bool) -> None:
-    """Rollout, last rollback, pending reviews, monitor windows, workers and lag."""
+    """Rollout, last rollback, pending reviews, monitor windows, budgets, workers and lag."""
     try:
         report = await status_report()
     except KafkaError as exc:

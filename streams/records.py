@@ -293,6 +293,28 @@ class Control:
         return 100 if self.promoted else max(0, min(100, self.percent))
 
 
+@dataclass(slots=True, kw_only=True)
+class BudgetEvent:
+    """A reservation before the first LLM call, or a settlement of what a task used."""
+
+    SCHEMA: ClassVar[str] = "budget_event"
+
+    schema_version: int = 1
+    kind: str  # reserve | settle
+    request_id: str
+    session_id: str
+    user_id: str
+    tenant_id: str
+    settle_id: str = ""
+    routed: bytes = b""
+    tokens: int = 0
+    cost_usd: float = 0.0
+    cheaper_tokens: int = 0
+    cheaper_cost_usd: float = 0.0
+    cheaper_model: str = ""
+    created_ms: int
+
+
 EVENT_TYPES: tuple[type, ...] = (
     Request,
     Routed,
@@ -303,6 +325,7 @@ EVENT_TYPES: tuple[type, ...] = (
     DeadLetter,
     Span,
     Control,
+    BudgetEvent,
 )
 """Every top-level event class, one per schema."""
 

@@ -22,13 +22,17 @@ HUMAN_DECISIONS = "human-decisions"
 DEADLETTER = "deadletter"
 CONTROL = "control"
 TRACES = "traces"
+# Reservations and settlements keyed by tenant: one tenant's budget is decided on one partition.
+BUDGET = "budget"
 # Every answer once (written by the responder): the monitor's one global, ordered input.
 MONITOR = "monitor"
 
-STREAM_TOPICS = (REQUESTS, ROUTED, EXECUTED, OUTBOX, RESPONSES, ESCALATIONS, HUMAN_DECISIONS, DEADLETTER, TRACES)
+STREAM_TOPICS = (
+    REQUESTS, ROUTED, EXECUTED, OUTBOX, RESPONSES, ESCALATIONS, HUMAN_DECISIONS, DEADLETTER, TRACES, BUDGET,
+)
 COMPACTED_TOPICS = (CONTROL,)
 SINGLE_PARTITION_TOPICS = (MONITOR,)
-TABLES = ("sessions",)
+TABLES = ("sessions", "budgets")
 SINGLE_PARTITION_TABLES = ("monitor",)
 
 

@@ -20,7 +20,7 @@ from streams.codecs import get_codec
 from streams.envelope import consume, die, log, publish
 from streams.execution.runner import TaskRunner
 from streams.partitioning import partition_for
-from streams.records import ContextMessage, DeadLetter, Executed, Routed, now_ms
+from streams.records import BudgetEvent, ContextMessage, DeadLetter, Executed, Routed, now_ms
 from streams.runtime import pipeline_config, provider, redactor, tool_ledger, tracer
 from streams.tables import sessions
 from streams.telemetry import request_attributes, stage_span, traceparent_of
@@ -49,6 +49,28 @@ async def _emit(executed: Executed, headers: dict[str, bytes] | None = None) -> 
     """
     await publish(channels.executed, executed, headers, wait=True)
     await publish(channels.outbox, verify(executed).response, headers, wait=True)
+
+
+async def _settle(executed: Executed) -> None:
+    """What the task used, to its tenant's budget partition (acknowledged): releases the
+    reservation and counts the actual tokens and cost. Nothing when no budget is configured."""
+    cfg = pipeline_config()
+    if not cfg.budgets:
+        return
+    used = executed.input_tokens + executed.output_tokens
+    event = BudgetEvent(
+        kind="settle",
+        request_id=executed.request_id,
+        session_id=executed.session_id,
+        user_id=executed.user_id,
+        tenant_id=executed.tenant_id,
+        settle_id=f"{executed.request_id}#{executed.follow_up}",
+        tokens=used,
+        cost_usd=cfg.for_version(executed.config_version).cost_usd(executed.model, executed.input_tokens, executed.output_tokens),
+        created_ms=now_ms(),
+    )
+    fut = await channels.budget.send(key=executed.tenant_id.encode(), value=get_codec().encode(event))
+    await fut
 
 
 async def _dead_letter_task(routed: dict[str, Any], reason: str) -> None:
@@ -86,6 +108,7 @@ runner = TaskRunner(
     settled=_settled,
     flush=lambda: app.producer.flush(),
     dead_letter=_dead_letter_task,
+    settle=_settle,
     tracer=tracer(),
     redact=redactor().redact_structured,
     capture_content=_settings.capture_content,
@@ -138,30 +161,30 @@ async def _reject_busy(routed: Routed, reason: str) -> None:
 
 async def _reject(routed: Routed, reason: str) -> None:
     log.error("routed request %s rejected: %s", routed.request_id, reason)
-    await _emit(
-        Executed(
-            request_id=routed.request_id,
-            session_id=routed.session_id,
-            user_id=routed.user_id,
-            tenant_id=routed.tenant_id,
-            language=routed.language,
-            domain=routed.domain,
-            model=routed.model,
-            rollout_arm=routed.rollout_arm,
-            config_version=routed.config_version,
-            status="error",
-            answer="",
-            reasons=[reason],
-            notes=list(routed.notes),
-            steps=[],
-            input_tokens=0,
-            output_tokens=0,
-            llm_calls=0,
-            created_ms=routed.created_ms,
-            executed_ms=now_ms(),
-            complexity=routed.complexity,
-        )
+    executed = Executed(
+        request_id=routed.request_id,
+        session_id=routed.session_id,
+        user_id=routed.user_id,
+        tenant_id=routed.tenant_id,
+        language=routed.language,
+        domain=routed.domain,
+        model=routed.model,
+        rollout_arm=routed.rollout_arm,
+        config_version=routed.config_version,
+        status="error",
+        answer="",
+        reasons=[reason],
+        notes=list(routed.notes),
+        steps=[],
+        input_tokens=0,
+        output_tokens=0,
+        llm_calls=0,
+        created_ms=routed.created_ms,
+        executed_ms=now_ms(),
+        complexity=routed.complexity,
     )
+    await _emit(executed)
+    await _settle(executed)  # releases the reservation: nothing was used
 
 
 def _as_dict(routed: Routed) -> dict[str, Any]:

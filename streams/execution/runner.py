@@ -86,6 +86,9 @@ class TaskRunner:
     dead_letter: Callable[[dict[str, Any], str], Awaitable[None]] = field(
         default=lambda routed, reason: _no_wait()
     )
+    # async: settles the task's actual usage against its budget reservation (idempotent by
+    # request id and follow-up), after the answer is out and before the task is marked done.
+    settle: Callable[[Executed], Awaitable[None]] = field(default=lambda executed: _no_wait())
     tracer: Tracer = field(default_factory=NoOpTracer)
     redact: Callable[[str], str] = str
     capture_content: bool = True  # gen_ai.input/output.messages on LLM spans (opt-in content)
@@ -449,6 +452,7 @@ class TaskRunner:
         # Delivered before the task is marked done: a crash in between re-emits (the responder
         # drops the copy) instead of losing the answer.
         await self.emit(executed, headers)
+        await self.settle(executed)
         await self._fence(sid)
         self.write(
             sid, state.finish_task(self.sessions[sid], request_id, fin.status, answer, hold, now_ms())

@@ -54,6 +54,8 @@ def verify(ex: Executed, high_priority: frozenset[str] = HIGH_PRIORITY_TOOLS) ->
     if status == "ok" and reasons:
         status = "escalated"
     notes = list(ex.notes)
+    if status == "ok" and any(n.startswith("budget degraded") for n in notes):
+        status = "degraded"  # answered, but on the cheaper model a budget ceiling asked for
     if status == "ok":
         reason = "answered"
     elif status == "escalated":

@@ -178,6 +178,20 @@ def _samples() -> dict[str, object]:
                 r.SpanLink(trace_id="0af7651916cd43dd8448eb211c80319c", span_id="b7ad6b7169203331")
             ],
         ),
+        "budget_event": r.BudgetEvent(
+            kind="reserve",
+            request_id="req-7f3a",
+            session_id="sess-19",
+            user_id="u-42",
+            tenant_id="acme",
+            routed=b"\xc3\x01routed-bytes",
+            tokens=1_234,
+            cost_usd=0.0123,
+            cheaper_tokens=1_000,
+            cheaper_cost_usd=0.001,
+            cheaper_model="sim-small",
+            created_ms=T0,
+        ),
         "control": r.Control(
             name="rollout",
             percent=20,
