@@ -112,6 +112,7 @@ class Executed:
     executed_ms: int
     complexity: str = ""
     follow_up: int = 0
+    cost_usd: float = 0.0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -141,6 +142,7 @@ class Response:
     # 0: the request's answer; n: the answer after the n-th human decision on it. Exactly one
     # response per (request_id, follow_up) reaches the responses topic.
     follow_up: int = 0
+    cost_usd: float = 0.0
 
     def answer_key(self) -> str:
         """What the responder deduplicates on."""

@@ -66,7 +66,7 @@ async def _settle(executed: Executed) -> None:
         tenant_id=executed.tenant_id,
         settle_id=f"{executed.request_id}#{executed.follow_up}",
         tokens=used,
-        cost_usd=cfg.for_version(executed.config_version).cost_usd(executed.model, executed.input_tokens, executed.output_tokens),
+        cost_usd=executed.cost_usd,
         created_ms=now_ms(),
     )
     fut = await channels.budget.send(key=executed.tenant_id.encode(), value=get_codec().encode(event))

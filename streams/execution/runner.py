@@ -440,6 +440,7 @@ class TaskRunner:
             complexity=routed.get("complexity", ""),
             follow_up=follow_up,
         )
+        executed.cost_usd = self.config_of(routed).cost_usd(executed.model, executed.input_tokens, executed.output_tokens)
         hold = fin.hold
         if hold is None and (fin.status == "escalated" or (fin.status == "ok" and findings(executed))):
             # The verifier will hold this answer for a human: keep what a decision resumes.

@@ -87,6 +87,7 @@ def verify(ex: Executed, high_priority: frozenset[str] = HIGH_PRIORITY_TOOLS) ->
         responded_ms=responded,
         latency_ms=float(max(0, responded - ex.created_ms)),
         follow_up=ex.follow_up,
+        cost_usd=ex.cost_usd,
     )
     escalation = None
     if status == "escalated":

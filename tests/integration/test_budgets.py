@@ -60,6 +60,7 @@ async def test_fifty_concurrent_requests_against_a_ceiling_of_ten(pipeline: Pipe
     ok = [a for a in answers if a.status == "ok"]
     refused = [a for a in answers if a.status == "error"]
     assert len(ok) == 10 and len(refused) == 40, [a.status for a in answers]
+    assert all(a.cost_usd > 0 for a in ok) and all(a.cost_usd == 0 for a in refused), "responses carry their cost"
     assert all(a.reason.startswith("budget: user daily budget of") and "resets at" in a.reason for a in refused)
     key = window_key(Ceiling("user", "day", 1), tenant, user, now_ms())
     for _ in range(40):  # the settlements are acknowledged before each task is marked done

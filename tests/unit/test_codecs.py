@@ -100,6 +100,7 @@ def _samples() -> dict[str, object]:
             executed_ms=T0 + 900,
             complexity="high",
             follow_up=1,
+            cost_usd=0.0042,
         ),
         "response": r.Response(
             **ids,
@@ -118,6 +119,7 @@ def _samples() -> dict[str, object]:
             responded_ms=T0 + 950,
             latency_ms=950.25,
             follow_up=1,
+            cost_usd=0.0042,
         ),
         "escalation": r.Escalation(
             **ids,
@@ -252,9 +254,9 @@ def test_round_trip(codec: Codec, name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "version", "added"),
     [
-        ("executed", 1, ("complexity", "follow_up")),
-        ("executed", 2, ("follow_up",)),
-        ("response", 1, ("follow_up",)),
+        ("executed", 1, ("complexity", "follow_up", "cost_usd")),
+        ("executed", 2, ("follow_up", "cost_usd")),
+        ("response", 1, ("follow_up", "cost_usd")),
         ("escalation", 1, ("priority", "follow_up")),
         ("human_decision", 1, ("decision_id", "edited_arguments")),
     ],
