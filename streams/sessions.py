@@ -120,16 +120,19 @@ def current_task(s: Session | None) -> dict[str, Any] | None:
 
 
 def record_step(s: Session, request_id: str, step: dict[str, Any], now: int) -> Session:
-    """Appends or replaces (same index) a step of the task at the head of the queue."""
-    s = copy.deepcopy(s)
-    task = s["queue"][0]
-    assert task["request_id"] == request_id, "steps only go to the task in progress"
-    task["status"] = "running"
-    steps = task["steps"]
+    """Appends or replaces (same index) a step of the task at the head of the queue.
+
+    Copies only the path it changes (session, queue, head task, its step list): the step
+    hot path no longer deep-copies the history and conversation. Safe because no function here
+    mutates a value it was given; each copies what it changes."""
+    head = s["queue"][0]
+    assert head["request_id"] == request_id, "steps only go to the task in progress"
+    steps = list(head["steps"])
     if step["index"] < len(steps):
         steps[step["index"]] = step
     else:
         steps.append(step)
+    s = {**s, "queue": [{**head, "status": "running", "steps": steps}, *s["queue"][1:]]}
     touch(s, now)
     return s
 

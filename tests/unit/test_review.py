@@ -146,3 +146,16 @@ def test_the_queue_lists_escalations_without_a_later_decision_high_priority_firs
     decisions = [dec("c", 40), dec("d", 6)]
     assert [p.request_id for p in pending_reviews(escalations, decisions)] == ["b", "a", "c"]
     assert json.dumps([p.kind for p in pending_reviews(escalations, decisions)]) == '["answer", "answer", "answer"]'
+
+
+def test_record_step_leaves_the_value_it_was_given_untouched() -> None:
+    import copy
+
+    s, _ = state.enqueue(None, ROUTED, 1_000)
+    s = state.finish_task(state.record_step(s, "r1", llm(0, "hi"), 1_001), "r1", "ok", "hi", None, 1_002)
+    s, _ = state.enqueue(s, {**ROUTED, "request_id": "r2"}, 1_003)
+    before = copy.deepcopy(s)
+    after = state.record_step(s, "r2", llm(0, "yo"), 1_004)
+    assert s == before, "the table's current value (maybe not yet serialized) is not mutated"
+    assert len(after["queue"][0]["steps"]) == 1 and not s["queue"][0]["steps"]
+    assert after["history"] is s["history"], "untouched parts are shared, not copied"
