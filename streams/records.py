@@ -317,6 +317,23 @@ class BudgetEvent:
     created_ms: int
 
 
+@dataclass(slots=True, kw_only=True)
+class WorkerStatus:
+    """A worker's heartbeat: its partitions, circuit breakers and running tasks."""
+
+    SCHEMA: ClassVar[str] = "worker_status"
+
+    schema_version: int = 1
+    worker_id: str
+    host: str
+    pid: int
+    started_ms: int
+    partitions: list[int] = field(default_factory=list)
+    breakers: dict[str, str] = field(default_factory=dict)
+    running_tasks: int = 0
+    updated_ms: int
+
+
 EVENT_TYPES: tuple[type, ...] = (
     Request,
     Routed,
@@ -328,6 +345,7 @@ EVENT_TYPES: tuple[type, ...] = (
     Span,
     Control,
     BudgetEvent,
+    WorkerStatus,
 )
 """Every top-level event class, one per schema."""
 

@@ -21,6 +21,8 @@ ESCALATIONS = "escalations"
 HUMAN_DECISIONS = "human-decisions"
 DEADLETTER = "deadletter"
 CONTROL = "control"
+WORKERS = "workers"  # heartbeats, latest per worker id
+WORKER_HEARTBEAT_S = 5.0  # a worker silent for three heartbeats is reported gone
 TRACES = "traces"
 # Reservations and settlements keyed by tenant: one tenant's budget is decided on one partition.
 BUDGET = "budget"
@@ -30,7 +32,7 @@ MONITOR = "monitor"
 STREAM_TOPICS = (
     REQUESTS, ROUTED, EXECUTED, OUTBOX, RESPONSES, ESCALATIONS, HUMAN_DECISIONS, DEADLETTER, TRACES, BUDGET,
 )
-COMPACTED_TOPICS = (CONTROL,)
+COMPACTED_TOPICS = (CONTROL, WORKERS)
 SINGLE_PARTITION_TOPICS = (MONITOR,)
 TABLES = ("sessions", "budgets")
 SINGLE_PARTITION_TABLES = ("monitor",)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import socket
 import time
 from dataclasses import asdict
 from typing import Any
@@ -20,10 +22,19 @@ from streams.codecs import get_codec
 from streams.envelope import consume, die, log, publish
 from streams.execution.runner import TaskRunner
 from streams.partitioning import partition_for
-from streams.records import BudgetEvent, ContextMessage, DeadLetter, Executed, Routed, now_ms
+from streams.records import (
+    BudgetEvent,
+    ContextMessage,
+    DeadLetter,
+    Executed,
+    Routed,
+    WorkerStatus,
+    now_ms,
+)
 from streams.runtime import pipeline_config, provider, redactor, tool_ledger, tracer
 from streams.tables import sessions
 from streams.telemetry import request_attributes, stage_span, traceparent_of
+from streams.topics import WORKER_HEARTBEAT_S
 from streams.verification.logic import verify  # pure: the same verdict as the verifier stage
 
 _settings = app.agentstream_settings
@@ -230,6 +241,26 @@ async def _stop_moved(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
     stopped = runner.keep_only({tp.partition for tp in actives if tp.topic == name})
     if stopped:
         log.info("stopped %d runner(s) of partitions now owned elsewhere", stopped)
+
+
+_worker_started_ms = now_ms()
+
+
+@app.timer(interval=WORKER_HEARTBEAT_S)
+async def heartbeat() -> None:
+    """This worker's partitions, breakers and running tasks, for `agentstream status`."""
+    name = channels.routed.get_topic_name()
+    status = WorkerStatus(
+        worker_id=f"{socket.gethostname()}:{os.getpid()}",
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        started_ms=_worker_started_ms,
+        partitions=sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == name),
+        breakers=runner.breakers.states(),
+        running_tasks=len(runner.inflight),
+        updated_ms=now_ms(),
+    )
+    await channels.workers.send(key=status.worker_id.encode(), value=get_codec().encode(status), partition=0)
 
 
 @app.timer(interval=60.0)

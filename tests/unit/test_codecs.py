@@ -194,6 +194,16 @@ def _samples() -> dict[str, object]:
             cheaper_model="sim-small",
             created_ms=T0,
         ),
+        "worker_status": r.WorkerStatus(
+            worker_id="host-a:4242",
+            host="host-a",
+            pid=4242,
+            started_ms=T0,
+            partitions=[0, 2],
+            breakers={"simulator/sim-large": "open (2 trips)"},
+            running_tasks=3,
+            updated_ms=T0 + 10_000,
+        ),
         "control": r.Control(
             name="rollout",
             percent=20,
