@@ -59,7 +59,13 @@ async def _emit(executed: Executed, headers: dict[str, bytes] | None = None) -> 
     reached the outbox (1 of 3,000 requests, 10 SIGKILLs). The runner does not depend on that.
     """
     await publish(channels.executed, executed, headers, wait=True)
-    await publish(channels.outbox, verify(executed).response, headers, wait=True)
+    cfg = pipeline_config()
+    verdict = verify(executed, frozenset(cfg.for_version(executed.config_version).policy.high_priority_tools))
+    if verdict.escalation:
+        # On the review queue before the user reads "escalated" (the verifier's copy is the same
+        # escalation again; the queue keeps one per request and follow-up).
+        await publish(channels.escalations, verdict.escalation, headers, wait=True)
+    await publish(channels.outbox, verdict.response, headers, wait=True)
 
 
 async def _settle(executed: Executed) -> None:

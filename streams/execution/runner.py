@@ -43,6 +43,8 @@ from streams.verification.logic import findings
 
 log = logging.getLogger(__name__)
 
+RESCAN_EVERY_S = 5.0  # the unfinished-session index is rebuilt from the table at least this often
+
 FALLBACK_ANSWER = (
     "Sorry, our assistant is temporarily unavailable. Your request is saved and a person will "
     "follow up shortly."
@@ -99,6 +101,7 @@ class TaskRunner:
     # from the table (set at start and by every partition assignment).
     unfinished: set[str] = field(default_factory=set)
     rescan: bool = True
+    scanned_at: float = 0.0
 
     def __post_init__(self) -> None:
         ex = self.cfg.execution
@@ -116,8 +119,12 @@ class TaskRunner:
         Scans the whole table only after a (re)assignment or recovery (`rescan`); otherwise it
         walks the index of sessions this worker wrote with a non-empty queue, so the 0.5 s timer
         costs nothing per idle session (it was the top function with 28k sessions)."""
-        if self.rescan:
+        now = time.monotonic()
+        if self.rescan or now - self.scanned_at >= RESCAN_EVERY_S:
+            # Also periodically: a timer tick can fall between an assignment and the start of
+            # its recovery, and values recovered after the scan never went through `write`.
             self.rescan = False
+            self.scanned_at = now
             self.unfinished = {sid for sid, s in list(self.sessions.items()) if s and s.get("queue")}
         started = 0
         for sid in list(self.unfinished):

@@ -142,7 +142,8 @@ def test_the_queue_lists_escalations_without_a_later_decision_high_priority_firs
     def dec(rid: str, at: int) -> HumanDecision:
         return HumanDecision(request_id=rid, session_id="s", reviewer="a", decision="approve", decided_ms=at)
 
-    escalations = [esc("a", 10), esc("b", 20, "high"), esc("c", 30), esc("c", 50, follow_up=1), esc("d", 5)]
+    escalations = [esc("a", 10), esc("b", 20, "high"), esc("c", 30), esc("c", 50, follow_up=1), esc("d", 5),
+                   esc("d", 9)]  # d's second copy (the verifier's) came after the decision
     decisions = [dec("c", 40), dec("d", 6)]
     assert [p.request_id for p in pending_reviews(escalations, decisions)] == ["b", "a", "c"]
     assert json.dumps([p.kind for p in pending_reviews(escalations, decisions)]) == '["answer", "answer", "answer"]'
