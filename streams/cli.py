@@ -337,9 +337,20 @@ async def replay(
             timeout_s=timeout_s,
             on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
         )
-    summary = report.summary(load_config(settings.config_file), load_config(candidate or settings.config_file))
+    from streams.replay_report import differing, publish_report, report_span
+
+    original_cfg = load_config(settings.config_file)
+    replay_cfg = load_config(candidate or settings.config_file)
+    summary = report.summary(original_cfg, replay_cfg)
     summary["mode"] = "shadow" if candidate else "recorded"
     summary["namespace"] = report.namespace
+    # Filed in ClickHouse by the sink (replay_reports), for the console's replay page.
+    filed = {**summary, "source_namespace": settings.namespace,
+             "original_version": original_cfg.version, "replay_version": replay_cfg.version}
+    try:
+        await publish_report(settings, report_span(filed, differing(report.comparisons)))
+    except KafkaError as exc:
+        console.print(f"[yellow]warning:[/] the report was not filed for ClickHouse: {exc}")
     if as_json:
         rows = [{"request_id": c.request_id, "differences": c.differences} for c in report.comparisons]
         click.echo(json.dumps({"summary": summary, "requests": rows}))
