@@ -22,6 +22,7 @@ from rich.table import Table
 
 from streams import (
     cli_clickhouse,  # noqa: F401 - registers the analyst and sink commands
+    cli_console,  # noqa: F401 - registers `console`
     cli_review,  # noqa: F401 - registers `review`
     cli_rollout,  # noqa: F401 - registers `rollout`
     cli_status,  # noqa: F401 - registers `status`
