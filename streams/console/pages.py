@@ -149,7 +149,7 @@ async def trace(request: web.Request) -> web.Response:
         return _message(request, "Not a request id", "Request ids are letters, digits and . _ : -", 400, "Requests")
     started = time.perf_counter()
     try:
-        tree, (summary,) = await asyncio.gather(
+        tree, summary = await asyncio.gather(
             c.sources.trace(request_id), c.sources.rows(request_summary_query(request_id))
         )
         decision = summary[0] if summary else None
