@@ -41,7 +41,7 @@ from streams.console.queries import (
 from streams.console.sources import Sources
 from streams.records import now_ms
 
-__all__ = ["CONSOLE", "Console", "routes"]
+__all__ = ["CONSOLE", "STARTED", "Console", "routes"]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -58,6 +58,7 @@ class Console:
 
 
 CONSOLE = web.AppKey("console", Console)
+STARTED = web.RequestKey("started", float)  # perf_counter() when the request came in
 
 
 def _console(request: web.Request) -> Console:
@@ -66,7 +67,7 @@ def _console(request: web.Request) -> Console:
 
 def _render(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
     c = _console(request)
-    started = request.get("started", time.perf_counter())
+    started = request.get(STARTED, time.perf_counter())
     values: dict[str, Any] = {"query_ms": None, "flashes": [], **context}
     html = c.templates.get_template(name).render(
         config_version=c.sources.config.version,

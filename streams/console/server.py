@@ -24,7 +24,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from streams.console.auth import LOOPBACK_NAMES, Auth, host_name, origin_allowed
-from streams.console.pages import CONSOLE, Console, routes
+from streams.console.pages import CONSOLE, STARTED, Console, routes
 from streams.console.sources import Sources
 
 __all__ = ["build_app", "serve", "templates"]
@@ -99,11 +99,12 @@ def cookie_name(auth: Auth) -> str:
 def _guard(allowed_hosts: frozenset[str]) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request["started"] = time.perf_counter()
+        request[STARTED] = time.perf_counter()
         try:
             response = await _checked(request, handler, allowed_hosts)
-        except web.HTTPException as exc:
-            response = exc
+        except web.HTTPException as exc:  # redirects raised by handlers
+            exc.headers.update(SECURITY_HEADERS)
+            raise
         except KafkaError as exc:
             response = web.Response(status=503, text=f"Kafka is not reachable: {exc}", content_type="text/plain")
         response.headers.update(SECURITY_HEADERS)
@@ -124,7 +125,7 @@ async def _checked(request: web.Request, handler: Handler, allowed_hosts: frozen
         if not auth.token_ok(request.query.get("token")):
             return web.Response(status=401, text="wrong token", content_type="text/plain")
         rest = request.rel_url.with_query([(k, v) for k, v in request.query.items() if k != "token"])
-        response = web.HTTPSeeOther(str(rest))
+        response = web.Response(status=303, headers={"Location": str(rest)})
         response.set_cookie(name, auth.cookie_value, httponly=True, samesite="Strict", path="/")
         return response
     if not auth.cookie_ok(request.cookies.get(name)):
