@@ -188,7 +188,7 @@ async def wait_for(predicate: Callable[[], bool], timeout_s: float = 60, what: s
 
 
 N = 60  # requests -> 4 spans each (router, agent, chat, verifier)
-EXPECTED = {"otel_traces": 4 * N, "llm_calls": N, "decisions": N}
+EXPECTED = {"otel_traces": 4 * N, "llm_calls": N, "decisions": N, "replay_reports": 0}
 
 
 async def test_spans_land_in_all_tables_and_offsets_follow(
