@@ -193,6 +193,7 @@ def build_decision(
         decided_ms=max(now_ms(), e.escalated_ms + 1),
         decision_id=uuid.uuid4().hex,
         edited_arguments=arguments,
+        follow_up=e.follow_up,
     )
 
 

@@ -186,6 +186,7 @@ class HumanDecision:
     decided_ms: int
     decision_id: str = ""
     edited_arguments: str = ""  # JSON object text, for an edited tool call
+    follow_up: int = 0  # the escalation round this decides
 
 
 @dataclass(slots=True, kw_only=True)

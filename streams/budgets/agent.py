@@ -16,20 +16,30 @@ import faust
 from streams import channels
 from streams.app import app
 from streams.budgets.estimate import degraded_max_tokens
-from streams.budgets.ledger import reserve, settle
+from streams.budgets.ledger import RECORD_TTL_MS, reserve, settle
 from streams.codecs import get_codec
 from streams.envelope import consume, publish
+from streams.partitioning import partition_for
 from streams.records import BudgetEvent, Response, Routed, now_ms
 from streams.runtime import pipeline_config, tracer
 from streams.telemetry import headers_with_context, request_attributes, stage_span
 
+
+class TenantKeyedTable(faust.Table):
+    """`tenant` (counters) and `tenant|request_id` (one request's record) live on the tenant's
+    partition of the budget topic, so a record can also be written (expired) outside an event."""
+
+    def partition_for_key(self, key: Any) -> int:
+        return partition_for(str(key).split("|", 1)[0], self.app.conf.topic_partitions)
+
+
 budgets = app.tables.add(
-    faust.Table(
+    TenantKeyedTable(
         app, name="budgets", default=None,
         schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
     )
 )
-"""tenant id -> that tenant's budget value (`streams.budgets.ledger`)."""
+"""`tenant` -> counters and open reservations; `tenant|request_id` -> that request's record."""
 
 
 @app.agent(channels.budget, name="budgets")
@@ -39,22 +49,28 @@ async def budget_stage(stream):
 
 async def handle(ev: BudgetEvent, event: Any) -> None:
     ceilings = pipeline_config().budgets
+    rkey = f"{ev.tenant_id}|{ev.request_id}"
     if ev.kind == "settle":
-        value, _ = settle(
-            budgets.get(ev.tenant_id), ceilings, ev.tenant_id, ev.user_id, ev.request_id, ev.settle_id,
-            ev.tokens, ev.cost_usd, now_ms(),
+        value, record, applied = settle(
+            budgets.get(ev.tenant_id), budgets.get(rkey), ceilings, ev.tenant_id, ev.user_id, ev.request_id,
+            ev.settle_id, ev.tokens, ev.cost_usd, now_ms(),
         )
-        budgets[ev.tenant_id] = value
+        if applied:
+            budgets[rkey] = record
+            budgets[ev.tenant_id] = value
         return
     if ev.kind != "reserve":
         raise ValueError(f"unknown budget event kind {ev.kind!r}")
     routed = get_codec().decode(ev.routed, Routed)
     cheaper = (ev.cheaper_tokens, ev.cheaper_cost_usd) if ev.cheaper_model else None
-    value, admission = reserve(
-        budgets.get(ev.tenant_id), ceilings, ev.tenant_id, ev.user_id, ev.request_id, ev.tokens, ev.cost_usd,
-        now_ms(), cheaper,
+    seen = budgets.get(rkey)
+    value, record, admission = reserve(
+        budgets.get(ev.tenant_id), seen, ceilings, ev.tenant_id, ev.user_id, ev.request_id, ev.tokens,
+        ev.cost_usd, now_ms(), cheaper,
     )
-    budgets[ev.tenant_id] = value
+    if seen is None:
+        budgets[rkey] = record
+        budgets[ev.tenant_id] = value
     topic = channels.budget.get_topic_name()
     with stage_span(tracer(), topic, "budget", event.headers, request_attributes(routed)) as span:
         span.set_attribute("agentstream.budget.admitted", admission.admitted)
@@ -76,6 +92,18 @@ async def handle(ev: BudgetEvent, event: Any) -> None:
     # A redelivered reservation gets the same decision and is forwarded again: the domain agent
     # drops a task it already has.
     await publish(channels.routed, routed, headers)
+
+
+@app.timer(interval=600.0)
+async def expire_records() -> None:
+    """Per-request records older than their TTL go (redeliveries come within minutes)."""
+    if app.rebalancing or not app.tables.recovery.completed.is_set():
+        return
+    cutoff = now_ms() - RECORD_TTL_MS
+    owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == channels.budget.get_topic_name()}
+    for key, value in list(budgets.items()):
+        if "|" in key and value and value.get("at_ms", 0) < cutoff and budgets.partition_for_key(key) in owned:
+            del budgets[key]
 
 
 def refusal(routed: Routed, reason: str) -> Response:

@@ -1,4 +1,5 @@
-"""Token and cost ceilings as pure functions over one tenant's budget value (plain JSON).
+"""Token and cost ceilings as pure functions over one tenant's budget value and one request's
+record (plain JSON; the tenant value stays small: counters and the reservations in flight).
 
 Every request reserves an estimate before its first LLM call and settles its actual usage when its
 task ends (releasing the rest). Reservations are what make concurrent requests safe: all of a
@@ -17,7 +18,7 @@ from typing import Any, Literal
 Scope = Literal["tenant", "user"]
 Period = Literal["hour", "day", "month"]
 RESERVATION_TTL_MS = 3_600_000  # a reservation never settled (task lost) is released after this
-SETTLED_TTL_MS = 48 * 3_600_000
+RECORD_TTL_MS = 48 * 3_600_000  # per-request records (admission, settle ids) are kept this long
 
 Budget = dict[str, Any]
 
@@ -39,7 +40,11 @@ class Admission:
 
 
 def new_budget() -> Budget:
-    return {"windows": {}, "reservations": {}, "settled": {}}
+    """A tenant's value: window counters, and the reservations still open (small: in flight)."""
+    return {"windows": {}, "open": {}}
+
+
+Record = dict[str, Any]  # one request's budget record: its admission and the settle ids applied
 
 
 def period(window: Period, now_ms: int) -> tuple[str, datetime]:
@@ -64,6 +69,7 @@ def window_key(c: Ceiling, tenant_id: str, user_id: str, now_ms: int) -> str:
 
 def reserve(
     b: Budget | None,
+    record: Record | None,
     ceilings: tuple[Ceiling, ...],
     tenant_id: str,
     user_id: str,
@@ -72,16 +78,16 @@ def reserve(
     cost_usd: float,
     now_ms: int,
     cheaper: tuple[int, float] | None = None,
-) -> tuple[Budget, Admission]:
+) -> tuple[Budget, Record, Admission]:
     """Admits the request and holds its estimate in every window it counts in, or names the
     first ceiling it would cross and when that ceiling resets. When that ceiling says
     `degraded` and a `cheaper` estimate (tokens, cost) is given, the cheaper one is tried. A
-    request id seen before gets the decision it got then."""
+    request with a record already gets the decision it got then (a redelivery)."""
     b = copy.deepcopy(b) if b else new_budget()
+    if record is not None and record.get("admission") is not None:
+        return b, record, Admission(**record["admission"])
     _release_stale(b, now_ms)
-    seen = b["reservations"].get(request_id)
-    if seen is not None:
-        return b, Admission(**seen["admission"])
+    record = {"admission": None, "keys": [], "settled": [], "at_ms": now_ms}
     crossed = _crossed(b, ceilings, tenant_id, user_id, tokens, cost_usd, now_ms)
     degraded = ""
     if crossed and crossed[0].on_exceed == "degraded" and cheaper is not None:
@@ -90,18 +96,17 @@ def reserve(
         crossed = _crossed(b, ceilings, tenant_id, user_id, tokens, cost_usd, now_ms)
     if crossed:
         admission = Admission(False, crossed[1])
-        b["reservations"][request_id] = {"admission": admission.__dict__, "keys": [], "tokens": 0, "cost": 0.0, "at_ms": now_ms}
-        return b, admission
+        record["admission"] = admission.__dict__
+        return b, record, admission
     keys = list(dict.fromkeys(window_key(c, tenant_id, user_id, now_ms) for c in ceilings))
     for key in keys:
         w = b["windows"].setdefault(key, {"tokens": 0, "cost": 0.0, "held_tokens": 0, "held_cost": 0.0})
         w["held_tokens"] += tokens
         w["held_cost"] += cost_usd
+    b["open"][request_id] = {"keys": keys, "tokens": tokens, "cost": cost_usd, "at_ms": now_ms}
     admission = Admission(True, degraded, degraded=bool(degraded))
-    b["reservations"][request_id] = {
-        "admission": admission.__dict__, "keys": keys, "tokens": tokens, "cost": cost_usd, "at_ms": now_ms,
-    }
-    return b, admission
+    record.update(admission=admission.__dict__, keys=keys)
+    return b, record, admission
 
 
 def _crossed(
@@ -126,6 +131,7 @@ def _crossed(
 
 def settle(
     b: Budget | None,
+    record: Record | None,
     ceilings: tuple[Ceiling, ...],
     tenant_id: str,
     user_id: str,
@@ -134,23 +140,26 @@ def settle(
     tokens: int,
     cost_usd: float,
     now_ms: int,
-) -> tuple[Budget, bool]:
+) -> tuple[Budget, Record, bool]:
     """Counts a task's actual usage and releases its reservation. False for a settle id already
-    applied (a redelivery)."""
+    applied (a redelivery). The first settlement counts in the reservation's windows; a later
+    one (a follow-up after human review) in the windows of now."""
     b = copy.deepcopy(b) if b else new_budget()
-    if settle_id in b["settled"]:
-        return b, False
-    b["settled"][settle_id] = now_ms
-    r = b["reservations"].get(request_id)
-    if r is not None and not r.get("released"):
-        _release(b, r)
-    keys = r["keys"] if r and r["keys"] else [window_key(c, tenant_id, user_id, now_ms) for c in ceilings]
+    record = copy.deepcopy(record) if record else {"admission": None, "keys": [], "settled": [], "at_ms": now_ms}
+    if settle_id in record["settled"]:
+        return b, record, False
+    first = not record["settled"]
+    record["settled"].append(settle_id)
+    opened = b["open"].pop(request_id, None)
+    if opened is not None:
+        _release(b, opened)
+    keys = record["keys"] if first and record["keys"] else [window_key(c, tenant_id, user_id, now_ms) for c in ceilings]
     for key in dict.fromkeys(keys):
         w = b["windows"].setdefault(key, {"tokens": 0, "cost": 0.0, "held_tokens": 0, "held_cost": 0.0})
         w["tokens"] += tokens
         w["cost"] += cost_usd
     _prune(b, now_ms)
-    return b, True
+    return b, record, True
 
 
 def _release(b: Budget, r: dict[str, Any]) -> None:
@@ -159,22 +168,18 @@ def _release(b: Budget, r: dict[str, Any]) -> None:
         if w:
             w["held_tokens"] = max(0, w["held_tokens"] - r["tokens"])
             w["held_cost"] = max(0.0, w["held_cost"] - r["cost"])
-    r["released"] = True
 
 
 def _release_stale(b: Budget, now_ms: int) -> None:
-    for r in b["reservations"].values():
-        if not r.get("released") and r["keys"] and r["at_ms"] < now_ms - RESERVATION_TTL_MS:
+    """A reservation never settled (its task lost) stops holding budget after its TTL."""
+    for rid, r in list(b["open"].items()):
+        if r["at_ms"] < now_ms - RESERVATION_TTL_MS:
             _release(b, r)
+            del b["open"][rid]
 
 
 def _prune(b: Budget, now_ms: int) -> None:
-    """Forgets settle ids and released reservations past their TTL, and periods long over."""
-    cutoff = now_ms - SETTLED_TTL_MS
-    b["settled"] = {k: t for k, t in b["settled"].items() if t >= cutoff}
-    b["reservations"] = {
-        k: r for k, r in b["reservations"].items() if not (r.get("released") or not r["keys"]) or r["at_ms"] >= cutoff
-    }
+    """Forgets windows of periods long over (older than the previous month)."""
     month = period("month", now_ms)[0]
     b["windows"] = {k: w for k, w in b["windows"].items() if k.rsplit("|", 1)[1][:7] >= _previous_month(month)}
 

@@ -258,8 +258,11 @@ class TaskRunner:
             action = plan_next(request_id, steps, ex, policy, refunded_before)
             if isinstance(action, CallLLM):
                 session = self.sessions[sid]
+                # Not this request's own turns: a task resumed after review sends its text once.
                 history = [
-                    {"role": m["role"], "content": m["content"]} for m in session["conversation"]
+                    {"role": m["role"], "content": m["content"]}
+                    for m in session["conversation"]
+                    if m.get("request_id") != request_id
                 ]
                 messages, trimmed = build_messages(
                     domain, history, routed["context"], routed["text"], steps, routed["notes"],
@@ -439,7 +442,10 @@ class TaskRunner:
             if span is not None:
                 span.add_event("hold", {"gen_ai.tool.name": fin.hold["name"], "reason": fin.hold["result"]})
         steps = self._steps(sid, request_id)
-        follow_up = int(state.current_task(self.sessions[sid]).get("follow_up", 0))
+        task = state.current_task(self.sessions[sid])
+        follow_up = int(task.get("follow_up", 0))
+        # A resumed task's earlier steps were counted (and settled) with its first answer.
+        used = steps[int(task.get("counted_from", 0)):]
         answer = fin.answer
         if fin.status in ("degraded", "fallback") and not answer:
             answer = FALLBACK_ANSWER
@@ -458,9 +464,9 @@ class TaskRunner:
             reasons=list(fin.reasons),
             notes=list(routed["notes"]),
             steps=[step_record(s) for s in steps],
-            input_tokens=sum(s["input_tokens"] for s in steps),
-            output_tokens=sum(s["output_tokens"] for s in steps),
-            llm_calls=sum(1 for s in steps if s["kind"] == "llm_call"),
+            input_tokens=sum(s["input_tokens"] for s in used),
+            output_tokens=sum(s["output_tokens"] for s in used),
+            llm_calls=sum(1 for s in used if s["kind"] == "llm_call"),
             created_ms=routed["created_ms"],
             executed_ms=now_ms(),
             complexity=routed.get("complexity", ""),

@@ -2,10 +2,29 @@
 
 from datetime import UTC, datetime
 
-from streams.budgets.ledger import Ceiling, period, reserve, settle, usage, window_key
+import pytest
+
+from streams.budgets import ledger
+from streams.budgets.ledger import Ceiling, period, usage, window_key
 
 T0 = int(datetime(2026, 11, 28, 16, 30, tzinfo=UTC).timestamp() * 1000)
 USER_DAY = Ceiling("user", "day", max_tokens=1_000)
+RECORDS: dict[str, dict] = {}  # request id -> its record, as the table keeps them
+
+
+@pytest.fixture(autouse=True)
+def _fresh_records() -> None:
+    RECORDS.clear()
+
+
+def reserve(b, ceilings, tenant, user, rid, tokens, cost, now, cheaper=None):
+    b, RECORDS[rid], admission = ledger.reserve(b, RECORDS.get(rid), ceilings, tenant, user, rid, tokens, cost, now, cheaper)
+    return b, admission
+
+
+def settle(b, ceilings, tenant, user, rid, settle_id, tokens, cost, now):
+    b, RECORDS[rid], applied = ledger.settle(b, RECORDS.get(rid), ceilings, tenant, user, rid, settle_id, tokens, cost, now)
+    return b, applied
 TENANT_HOUR = Ceiling("tenant", "hour", max_cost_usd=1.0)
 
 
@@ -60,8 +79,18 @@ def test_a_reservation_never_settled_is_released_after_its_ttl() -> None:
     b, _ = reserve(None, (USER_DAY,), "t", "u", "lost", 1_000, 0.0, T0)
     _, a = reserve(b, (USER_DAY,), "t", "u", "r2", 100, 0.0, T0 + 60_000)
     assert not a.admitted
-    _, a = reserve(b, (USER_DAY,), "t", "u", "r2", 100, 0.0, T0 + 3_700_000)
-    assert a.admitted
+    b, a = reserve(b, (USER_DAY,), "t", "u", "r3", 100, 0.0, T0 + 3_700_000)
+    assert a.admitted and "lost" not in b["open"], "the tenant value keeps only open reservations"
+
+
+def test_the_tenant_value_stays_small_however_many_requests_it_served() -> None:
+    import json
+
+    b = None
+    for i in range(4_000):
+        b, _ = reserve(b, (USER_DAY,), "t", f"u{i % 50}", f"r{i}", 10, 0.0, T0 + i)
+        b, _ = settle(b, (USER_DAY,), "t", f"u{i % 50}", f"r{i}", f"r{i}#0", 5, 0.0, T0 + i)
+    assert len(json.dumps(b)) < 10_000 and not b["open"]
 
 
 def test_a_degraded_ceiling_admits_on_the_cheaper_estimate_and_says_why() -> None:

@@ -143,6 +143,7 @@ def _samples() -> dict[str, object]:
             decided_ms=T0 + 60_000,
             decision_id="d-0001",
             edited_arguments='{"card_last4": "2222"}',
+            follow_up=1,
         ),
         "dead_letter": r.DeadLetter(
             topic="agent.requests",
@@ -268,7 +269,7 @@ def test_round_trip(codec: Codec, name: str) -> None:
         ("executed", 2, ("follow_up", "cost_usd")),
         ("response", 1, ("follow_up", "cost_usd")),
         ("escalation", 1, ("priority", "follow_up")),
-        ("human_decision", 1, ("decision_id", "edited_arguments")),
+        ("human_decision", 1, ("decision_id", "edited_arguments", "follow_up")),
     ],
 )
 def test_older_versions_still_decode(codec: Codec, name: str, version: int, added: tuple[str, ...]) -> None:
