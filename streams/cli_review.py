@@ -25,10 +25,10 @@ from streams.app import app
 from streams.cli_output import console, fail
 from streams.client import AgentStreamClient, ResponseTimeout
 from streams.codecs import DecodeError, get_codec
-from streams.records import Escalation, HumanDecision, now_ms
+from streams.records import DeadLetter, Escalation, HumanDecision, now_ms
 from streams.reviewing.queue import PendingReview, last_decision, pending_reviews
 from streams.topic_reader import read_all
-from streams.topics import ESCALATIONS, HUMAN_DECISIONS
+from streams.topics import DEADLETTER, ESCALATIONS, HUMAN_DECISIONS
 
 settings = app.agentstream_settings
 
@@ -153,6 +153,9 @@ async def review(
             try:
                 resp = await client.response(request_id, wait_s, follow_up=follow_up)
             except ResponseTimeout:
+                refused = await refusal_of(decision.decision_id)
+                if refused:
+                    fail(f"the worker refused the decision: {refused}")
                 fail(f"decision published, but no follow-up answer within {wait_s:.0f}s")
     except KafkaError as exc:
         fail(f"cannot talk to Kafka at {settings.kafka_bootstrap_servers}: {exc}")
@@ -160,6 +163,19 @@ async def review(
         click.echo(json.dumps(asdict(resp), ensure_ascii=False))
     else:
         console.print(f"follow-up answer: [bold]{resp.status}[/] {resp.reason}\n{resp.answer}")
+
+
+async def refusal_of(decision_id: str) -> str | None:
+    """The reason the worker dead-lettered this decision, if it did."""
+    codec = get_codec()
+    for m in await read_all(settings.kafka_bootstrap_servers, settings.topic(DEADLETTER)):
+        try:
+            dead = codec.decode(m.value, DeadLetter)
+            if dead.reason.startswith("human decision refused") and codec.decode(dead.value, HumanDecision).decision_id == decision_id:
+                return dead.reason
+        except DecodeError:
+            continue
+    return None
 
 
 def build_decision(
