@@ -152,7 +152,13 @@ class TaskRunner:
 
     def config_of(self, routed: dict[str, Any]) -> PipelineConfig:
         """The config the request was routed with: the rollout candidate's, or the active one."""
-        return self.cfg.for_version(routed["config_version"])
+        cfg = self.cfg.for_version(routed["config_version"])
+        if cfg.version != routed["config_version"]:  # a rolling config deploy: say so
+            log.warning(
+                "request %s was routed with config %s, unknown to this worker; running it with %s",
+                routed["request_id"], routed["config_version"], cfg.version,
+            )
+        return cfg
 
     def part(self, session_id: str) -> int:
         return partition_for(session_id, self.partitions)
