@@ -243,6 +243,7 @@ async def _stop_moved(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
     name = channels.routed.get_topic_name()
     runner.epochs.reassigned()
     runner.rescan = True  # recovered or standby values never went through runner.write
+    runner.assigned_at = time.monotonic()
     actives = app.assignor.assigned_actives()
     stopped = runner.keep_only({tp.partition for tp in actives if tp.topic == name})
     if stopped:

@@ -44,6 +44,7 @@ from streams.verification.logic import findings
 log = logging.getLogger(__name__)
 
 RESCAN_EVERY_S = 5.0  # the unfinished-session index is rebuilt from the table at least this often
+SCAN_AFTER_ASSIGNMENT_S = 30.0  # and on every tick this long after partitions were assigned
 
 FALLBACK_ANSWER = (
     "Sorry, our assistant is temporarily unavailable. Your request is saved and a person will "
@@ -102,6 +103,7 @@ class TaskRunner:
     unfinished: set[str] = field(default_factory=set)
     rescan: bool = True
     scanned_at: float = 0.0
+    assigned_at: float = 0.0  # monotonic time of the last partition assignment
 
     def __post_init__(self) -> None:
         ex = self.cfg.execution
@@ -120,9 +122,13 @@ class TaskRunner:
         walks the index of sessions this worker wrote with a non-empty queue, so the 0.5 s timer
         costs nothing per idle session (it was the top function with 28k sessions)."""
         now = time.monotonic()
-        if self.rescan or now - self.scanned_at >= RESCAN_EVERY_S:
-            # Also periodically: a timer tick can fall between an assignment and the start of
-            # its recovery, and values recovered after the scan never went through `write`.
+        if (
+            self.rescan
+            or now - self.scanned_at >= RESCAN_EVERY_S
+            or now - self.assigned_at < SCAN_AFTER_ASSIGNMENT_S
+        ):
+            # Every tick for a while after an assignment (a tick can fall between the assignment
+            # and its recovery, and recovered values never went through `write`), then every 5 s.
             self.rescan = False
             self.scanned_at = now
             self.unfinished = {sid for sid, s in list(self.sessions.items()) if s and s.get("queue")}
