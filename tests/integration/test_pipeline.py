@@ -161,3 +161,19 @@ async def test_a_session_belongs_to_the_user_of_its_first_request(pipeline: Pipe
         await asyncio.sleep(0.5)
     assert llm_calls[again.request_id] > 0
     assert llm_calls[intruder.request_id] == llm_calls[other_tenant.request_id] == 0, "no prompt built"
+
+
+async def test_simple_questions_take_the_small_model_and_hard_ones_the_large(pipeline: Pipeline) -> None:
+    worker = pipeline.start_worker()
+    await pipeline.wait_ready(worker)
+    hard = (
+        "I was charged twice for my annual plan and my invoice shows the wrong VAT. First, explain why the "
+        "charge was duplicated; second, compare the annual and monthly plans for my usage; third, walk me "
+        "through correcting the VAT number step by step, and analyze whether I am owed interest?"
+    )
+    async with pipeline.client() as client:
+        simple = await client.ask("Can I get my invoice?", session_id=f"m1-{uuid.uuid4().hex[:6]}", user_id="u1")
+        large = await client.ask(hard, session_id=f"m2-{uuid.uuid4().hex[:6]}", user_id="u2")
+    assert (simple.domain, simple.model) == ("billing", "sim-small"), simple
+    assert (large.domain, large.model) == ("billing", "sim-large"), large
+    assert large.cost_usd > simple.cost_usd > 0
