@@ -2,7 +2,6 @@
 
 from streams import span_pump
 from streams.app import app
-from streams.budgets import agent as budgets_agent
 from streams.execution import agent as execution_agent
 from streams.monitoring import agent as monitoring_agent
 from streams.responding import service as responding_service
@@ -12,7 +11,6 @@ from streams.verification import agent as verification_agent
 
 __all__ = [
     "app",
-    "budgets_agent",
     "execution_agent",
     "monitoring_agent",
     "responding_service",
