@@ -143,7 +143,10 @@ async def test_two_workers_share_partitions_and_survive_one_being_killed(pipelin
     counts = collections.Counter(r.request_id for r in responses)
     assert set(counts) == ids and max(counts.values()) == 1
     assert all(r.status == "ok" for r in responses)
-    assert b.alive and re.search(r"resumed \d+ session", b.log()), "the survivor took over tasks"
+    # All 80 answered once after A died with LLM calls in flight: B took A's tasks over. Whether B
+    # resumed them from its timer ("resumed N sessions") or when the redelivered routed events
+    # reached it first depends on timing, so the log line is not required.
+    assert b.alive, b.log()[-3000:]
     keys = collections.Counter(e["key"] for e in pipeline.ledger())
     assert len(keys) == 20 and max(keys.values()) == 1, "each refund ran once across both workers"
 
