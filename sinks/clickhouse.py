@@ -177,6 +177,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "otel_traces": R.OTEL_TRACES_COLUMNS,
     "llm_calls": R.LLM_CALL_COLUMNS,
     "decisions": R.DECISION_COLUMNS,
+    "replay_reports": R.REPLAY_REPORT_COLUMNS,
 }
 # The identity of a row per table (and its time column, to prune the look-up): a span is one
 # otel_traces and at most one llm_calls row; a request is one decision.
@@ -184,6 +185,7 @@ _ROW_KEYS = {
     "otel_traces": ("SpanId", "Timestamp", 1_000_000_000),
     "llm_calls": ("span_id", "timestamp", 1000),
     "decisions": ("request_id", "timestamp", 1000),
+    "replay_reports": ("report_id", "timestamp", 1000),
 }
 _OFFSET_COLUMNS = ("consumer_group", "topic", "partition", "next_offset", "updated_at")
 
@@ -263,12 +265,15 @@ class ClickHouseSink:
         trace = R.otel_traces_row(span)
         call = R.llm_call_row(span)
         decision = R.decision_row(span)
+        report = R.replay_report_row(span)
         with self._lock:
             self._rows["otel_traces"].append(trace)
             if call is not None:
                 self._rows["llm_calls"].append(call)
             if decision is not None:
                 self._rows["decisions"].append(decision)
+            if report is not None:
+                self._rows["replay_reports"].append(report)
             self._keys.append(span.trace_id + span.span_id)
             if self._first_add is None:
                 self._first_add = time.monotonic()

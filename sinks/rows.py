@@ -21,6 +21,8 @@ __all__ = [
     "DECISION_COLUMNS",
     "LLM_CALL_COLUMNS",
     "OTEL_TRACES_COLUMNS",
+    "REPLAY_REPORT_COLUMNS",
+    "REPLAY_REPORT_MARK",
     "Redact",
     "decision_row",
     "is_chat_span",
@@ -28,6 +30,7 @@ __all__ = [
     "llm_call_row",
     "otel_traces_row",
     "redact_span",
+    "replay_report_row",
 ]
 
 Redact = Callable[[str], str]
@@ -111,6 +114,30 @@ DECISION_COLUMNS: tuple[str, ...] = (
     "config_version",
     "complexity",
 )
+
+REPLAY_REPORT_COLUMNS: tuple[str, ...] = (
+    "timestamp",
+    "report_id",
+    "mode",
+    "namespace",
+    "source_namespace",
+    "requests",
+    "identical",
+    "agreement",
+    "status_agreement",
+    "cost_original_usd",
+    "cost_replay_usd",
+    "llm_latency_p95_original_ms",
+    "llm_latency_p95_replay_ms",
+    "escalations_original",
+    "escalations_replay",
+    "skipped_unanswered",
+    "original_version",
+    "replay_version",
+    "differing",
+)
+# The attribute that marks the one span of a replay run carrying its report (streams/replay_report.py).
+REPLAY_REPORT_MARK = "agentstream.replay.report"
 
 # Attributes that carry prompt/answer content: redacted again here (defence in depth; the tracing
 # code redacts before emitting) so personal data never reaches ClickHouse.
@@ -334,4 +361,51 @@ def decision_row(span: Span, redact: Redact | None = None) -> list[Any] | None:
         _uint(a.get("agentstream.llm_calls"), _UINT16_MAX),
         a.get("agentstream.config.version", ""),
         a.get("agentstream.complexity", ""),
+    ]
+
+
+def replay_report_row(span: Span) -> list[Any] | None:
+    """The `replay_reports` row for a replay's report span, or None for any other span.
+
+    The summary travels as one JSON attribute (`agentstream.replay.summary`), the differing
+    requests as another; a malformed summary gives zeros, never an exception.
+    """
+    a = span.attributes
+    if a.get(REPLAY_REPORT_MARK, "").lower() != "true":
+        return None
+    try:
+        summary = json.loads(a.get("agentstream.replay.summary", "{}"))
+    except ValueError:
+        summary = {}
+    if not isinstance(summary, dict):
+        summary = {}
+
+    def text(key: str) -> str:
+        value = summary.get(key, "")
+        return value if isinstance(value, str) else ""
+
+    def number(key: str) -> str:
+        value = summary.get(key)
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else ""
+
+    return [
+        span.end_time_unix_nano // 1_000_000,  # DateTime64(3) ticks
+        a.get("agentstream.replay.id", "") or span.span_id,
+        text("mode"),
+        text("namespace"),
+        text("source_namespace"),
+        _uint(number("requests")),
+        _uint(number("identical")),
+        _float(number("agreement")),
+        _float(number("status_agreement")),
+        _float(number("cost_original_usd")),
+        _float(number("cost_replay_usd")),
+        _float(number("llm_latency_p95_original_ms")),
+        _float(number("llm_latency_p95_replay_ms")),
+        _uint(number("escalations_original")),
+        _uint(number("escalations_replay")),
+        _uint(number("skipped_unanswered")),
+        text("original_version"),
+        text("replay_version"),
+        a.get("agentstream.replay.differing", "[]"),
     ]

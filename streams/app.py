@@ -7,6 +7,7 @@ from typing import Any
 
 import faust
 
+from streams.commit_guard import CommitGuard
 from streams.settings import Settings, get_settings
 from streams.topics import ensure_topics
 
@@ -15,6 +16,7 @@ class AgentStreamApp(faust.App):
     """faust.App that knows its settings and creates its topics before it starts."""
 
     agentstream_settings: Settings
+    commit_guard: CommitGuard
 
     async def on_first_start(self) -> None:
         # Topics first, with their partition counts: auto-created topics break co-partitioning.
@@ -24,6 +26,7 @@ class AgentStreamApp(faust.App):
     async def on_start(self) -> None:
         await super().on_start()
         _make_flush_strict(self.producer)
+        self.commit_guard.install(self.consumer)
 
 
 class _CountingEvent(asyncio.Event):
@@ -92,6 +95,12 @@ def create_app(settings: Settings) -> AgentStreamApp:
         value_serializer="raw",
     )
     app.agentstream_settings = settings
+    app.commit_guard = CommitGuard()
+
+    @app.on_partitions_revoked.connect
+    async def forget_finished(sender: Any, revoked: set[Any], **_: Any) -> None:
+        app.commit_guard.forget(revoked)
+
     return app
 
 

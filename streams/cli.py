@@ -22,6 +22,7 @@ from rich.table import Table
 
 from streams import (
     cli_clickhouse,  # noqa: F401 - registers the analyst and sink commands
+    cli_console,  # noqa: F401 - registers `console`
     cli_review,  # noqa: F401 - registers `review`
     cli_rollout,  # noqa: F401 - registers `rollout`
     cli_status,  # noqa: F401 - registers `status`
@@ -163,8 +164,10 @@ def _broker_reachable(bootstrap: str) -> bool:
 
 @app.command(
     option("--timeout", "timeout_s", default=180.0, type=float, help="Seconds to wait for answers."),
+    option("--keep", is_flag=True, help="Leave broker, worker, sink and the web console running."),
+    option("--console-port", type=int, default=8484, help="With --keep: the console's port."),
 )
-async def demo(self: AppCommand, timeout_s: float) -> None:
+async def demo(self: AppCommand, timeout_s: float, keep: bool, console_port: int) -> None:
     """Start what is missing (broker, worker), send scripted requests, print the answers."""
     started = time.monotonic()
     launcher = kafka_launcher()
@@ -186,11 +189,13 @@ async def demo(self: AppCommand, timeout_s: float) -> None:
         with console.status("waiting for the sink to write the demo's decisions to ClickHouse…"):
             await sink_proc.wait_ready(120)
             summary = await _wait_for_decisions(ids, timeout_s)
+        console_url = await _start_console(env, data, console_port) if keep else None
     finally:
-        worker.stop()
-        sink_proc.stop()
-        if started_broker:
-            await asyncio.to_thread(launcher.down)
+        if not keep:
+            worker.stop()
+            sink_proc.stop()
+            if started_broker:
+                await asyncio.to_thread(launcher.down)
     _print_table(rows)
     ok = sum(1 for _, r in rows if r is not None)
     console.print(
@@ -202,10 +207,37 @@ async def demo(self: AppCommand, timeout_s: float) -> None:
         print_rows("read back from ClickHouse (this demo's requests)", cols, values)
         traced = next((r.request_id for _, r in rows if r is not None and r.status == "ok"), ids[0])
         console.print(f"Trace one request end to end:  [bold]agentstream trace {traced}[/]")
+    if keep:
+        pids = [p.proc.pid for p in (worker, sink_proc)] + ([console_url[1]] if console_url else [])
+        (data / "demo.pids").write_text("".join(f"{pid}\n" for pid in pids))
+        if console_url:
+            console.print(f"Console: [bold]{console_url[0]}[/]", soft_wrap=True)
+        console.print(
+            "Left running: Kafka at " + settings.kafka_bootstrap_servers
+            + f", worker, sink{' and console' if console_url else ''} (pids in {data / 'demo.pids'}).\n"
+            + f"Stop them with:  kill $(cat {data / 'demo.pids'})"
+            + ("  &&  agentstream kafka down" if started_broker else ""),
+            soft_wrap=True,
+        )
     if ok != len(rows):
         fail("some requests got no response")
     if not summary:
         fail("the sink did not write the demo's decisions to ClickHouse in time")
+
+
+async def _start_console(env: dict[str, str], data: Path, port: int) -> tuple[str, int] | None:
+    """The console for `demo --keep`: its login address and pid (None if it did not start)."""
+    import secrets
+
+    token = os.environ.get("AGENTSTREAM_CONSOLE_TOKEN") or secrets.token_urlsafe(24)
+    proc = WorkerProcess.spawn_console({**env, "AGENTSTREAM_CONSOLE_TOKEN": token}, data / "demo-console.log", port)
+    try:
+        await proc.wait_ready(60)
+    except (RuntimeError, TimeoutError) as exc:
+        console.print(f"[yellow]the console did not start ({exc}); see {proc.log_path}")
+        proc.stop()
+        return None
+    return f"http://127.0.0.1:{port}/?token={token}", proc.proc.pid
 
 
 DEMO_SUMMARY_SQL = """
@@ -337,9 +369,20 @@ async def replay(
             timeout_s=timeout_s,
             on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
         )
-    summary = report.summary(load_config(settings.config_file), load_config(candidate or settings.config_file))
+    from streams.replay_report import differing, publish_report, report_span
+
+    original_cfg = load_config(settings.config_file)
+    replay_cfg = load_config(candidate or settings.config_file)
+    summary = report.summary(original_cfg, replay_cfg)
     summary["mode"] = "shadow" if candidate else "recorded"
     summary["namespace"] = report.namespace
+    # Filed in ClickHouse by the sink (replay_reports), for the console's replay page.
+    filed = {**summary, "source_namespace": settings.namespace,
+             "original_version": original_cfg.version, "replay_version": replay_cfg.version}
+    try:
+        await publish_report(settings, report_span(filed, differing(report.comparisons)))
+    except KafkaError as exc:
+        console.print(f"[yellow]warning:[/] the report was not filed for ClickHouse: {exc}")
     if as_json:
         rows = [{"request_id": c.request_id, "differences": c.differences} for c in report.comparisons]
         click.echo(json.dumps({"summary": summary, "requests": rows}))

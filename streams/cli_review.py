@@ -25,10 +25,10 @@ from streams.app import app
 from streams.cli_output import console, fail
 from streams.client import AgentStreamClient, ResponseTimeout
 from streams.codecs import DecodeError, get_codec
-from streams.records import Escalation, HumanDecision, now_ms
+from streams.records import DeadLetter, Escalation, HumanDecision, now_ms
 from streams.reviewing.queue import PendingReview, last_decision, pending_reviews
 from streams.topic_reader import read_all
-from streams.topics import ESCALATIONS, HUMAN_DECISIONS
+from streams.topics import DEADLETTER, ESCALATIONS, HUMAN_DECISIONS
 
 settings = app.agentstream_settings
 
@@ -84,13 +84,17 @@ def _print_pending(pending: list[PendingReview]) -> None:
     console.print(table)
 
 
+class DecisionInvalid(ValueError):
+    """A decision that cannot be published as asked (the message says what to give instead)."""
+
+
 def _checked_arguments(text: str) -> str:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        fail(f"--args is not JSON: {exc}")
+        raise DecisionInvalid(f"--args is not JSON: {exc}") from None
     if not isinstance(value, dict):
-        fail("--args must be a JSON object, e.g. '{\"order_id\": \"77\", \"amount\": 90}'")
+        raise DecisionInvalid("--args must be a JSON object, e.g. '{\"order_id\": \"77\", \"amount\": 90}'")
     return json.dumps(value, sort_keys=True)
 
 
@@ -135,17 +139,23 @@ async def review(
             when = datetime.fromtimestamp(prior.decided_ms / 1000, UTC).isoformat(timespec="seconds")
             fail(f"escalation {request_id} was already decided: {prior.decision} by {prior.reviewer} at {when}")
         fail(f"no pending escalation {request_id!r} (see `agentstream review list`)")
-    decision = _decision(item, action, edited_args, answer, note, reviewer or getpass.getuser())
+    try:
+        decision = build_decision(item, action, edited_args, answer, note, reviewer or getpass.getuser())
+    except DecisionInvalid as exc:
+        fail(str(exc))
     follow_up = item.escalation.follow_up + 1
     try:
         async with AgentStreamClient.from_settings(settings) as client:
-            await _publish(decision)
+            await publish_decision(decision)
             if wait_s <= 0:
                 console.print(f"{action} of {request_id} by {decision.reviewer} published; the task resumes on its worker")
                 return
             try:
                 resp = await client.response(request_id, wait_s, follow_up=follow_up)
             except ResponseTimeout:
+                refused = await refusal_of(decision.decision_id)
+                if refused:
+                    fail(f"the worker refused the decision: {refused}")
                 fail(f"decision published, but no follow-up answer within {wait_s:.0f}s")
     except KafkaError as exc:
         fail(f"cannot talk to Kafka at {settings.kafka_bootstrap_servers}: {exc}")
@@ -155,22 +165,39 @@ async def review(
         console.print(f"follow-up answer: [bold]{resp.status}[/] {resp.reason}\n{resp.answer}")
 
 
-def _decision(
+async def refusal_of(decision_id: str) -> str | None:
+    """The reason the worker dead-lettered this decision, if it did."""
+    codec = get_codec()
+    for m in await read_all(settings.kafka_bootstrap_servers, settings.topic(DEADLETTER)):
+        try:
+            dead = codec.decode(m.value, DeadLetter)
+            if dead.reason.startswith("human decision refused") and codec.decode(dead.value, HumanDecision).decision_id == decision_id:
+                return dead.reason
+        except DecodeError:
+            continue
+    return None
+
+
+def build_decision(
     item: PendingReview, action: str, edited_args: str | None, answer: str | None, note: str, reviewer: str
 ) -> HumanDecision:
+    """The decision record for `item`, or DecisionInvalid; shared by this command and the console
+    so both publish exactly the same thing."""
+    if action not in ("approve", "edit", "reject"):
+        raise DecisionInvalid(f"unknown decision {action!r}: approve, edit or reject")
     arguments = ""
     edited_answer = ""
     if action == "edit":
         if item.kind == "tool":
             if edited_args is None:
-                fail("edit of a held tool call needs --args with the arguments to run it with")
+                raise DecisionInvalid("edit of a held tool call needs --args with the arguments to run it with")
             arguments = _checked_arguments(edited_args)
         else:
             if not (answer or "").strip():
-                fail("edit of a held answer needs --answer with the answer to give")
+                raise DecisionInvalid("edit of a held answer needs --answer with the answer to give")
             edited_answer = str(answer)
     elif action == "approve" and item.kind == "answer" and not item.escalation.draft_answer.strip():
-        fail("there is no draft answer to approve: use `edit --answer TEXT`, or reject")
+        raise DecisionInvalid("there is no draft answer to approve: use `edit --answer TEXT`, or reject")
     e = item.escalation
     return HumanDecision(
         request_id=e.request_id,
@@ -182,10 +209,12 @@ def _decision(
         decided_ms=max(now_ms(), e.escalated_ms + 1),
         decision_id=uuid.uuid4().hex,
         edited_arguments=arguments,
+        follow_up=e.follow_up,
     )
 
 
-async def _publish(decision: HumanDecision) -> None:
+async def publish_decision(decision: HumanDecision) -> None:
+    """Publish to the human-decisions topic keyed by session (the worker owning it resumes the task)."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True)
     await producer.start()
     try:

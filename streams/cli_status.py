@@ -21,9 +21,9 @@ from streams.cli_rollout import current_rollout, rollout_summary
 from streams.codecs import DecodeError, get_codec
 from streams.config import load_config
 from streams.monitoring.metrics import summarize
-from streams.records import Control, now_ms
+from streams.records import Control, WorkerStatus, now_ms
 from streams.topic_reader import read_all
-from streams.topics import CONTROL
+from streams.topics import CONTROL, WORKER_HEARTBEAT_S, WORKERS
 
 settings = app.agentstream_settings
 
@@ -62,6 +62,44 @@ async def monitor_windows(window_s: float) -> dict[str, Any]:
                 "cost_per_answer_usd": round(s.cost_per_answer_usd, 6),
             }
     return out
+
+
+async def budget_use(top: int = 10) -> list[dict[str, Any]]:
+    """The windows using the most tokens now, over all tenants (from the budgets changelog)."""
+    latest: dict[str, Any] = {}
+    for m in await read_all(settings.kafka_bootstrap_servers, f"{settings.app_id}-budgets-changelog"):
+        latest[json.loads(m.key)] = json.loads(m.value) if m.value else None
+    rows = [
+        {"tenant": tenant, "window": key, **counters}
+        for tenant, value in latest.items()
+        if value
+        for key, counters in value.get("windows", {}).items()
+    ]
+    rows.sort(key=lambda r: (r["tokens"] + r["held_tokens"], r["cost"]), reverse=True)
+    return rows[:top]
+
+
+async def live_workers() -> list[dict[str, Any]]:
+    """Workers whose last heartbeat is recent, with their partitions and circuit breakers."""
+    latest: dict[str, WorkerStatus] = {}
+    for m in await read_all(settings.kafka_bootstrap_servers, settings.topic(WORKERS)):
+        try:
+            w = get_codec().decode(m.value, WorkerStatus)
+        except DecodeError:
+            continue
+        latest[w.worker_id] = w
+    cutoff = now_ms() - int(3 * WORKER_HEARTBEAT_S * 1000)
+    return [
+        {
+            "worker": w.worker_id,
+            "partitions": w.partitions,
+            "running_tasks": w.running_tasks,
+            "breakers": w.breakers,
+            "seen_s_ago": round((now_ms() - w.updated_ms) / 1000, 1),
+        }
+        for w in sorted(latest.values(), key=lambda w: w.worker_id)
+        if w.updated_ms >= cutoff
+    ]
 
 
 async def group_state(group: str) -> dict[str, Any]:
@@ -105,18 +143,17 @@ async def status_report() -> dict[str, Any]:
             "oldest": [p.request_id for p in pending[:5]],
         },
         "monitor": await monitor_windows(cfg.monitor.window_s),
+        "budgets": {"ceilings": len(cfg.budgets), "top_windows": await budget_use()},
+        "live_workers": await live_workers(),
         "workers": await group_state(settings.app_id),
         "responder": await group_state(f"{settings.app_id}-responder"),
-        "not_reported": {
-            "breakers": "kept in each worker's memory; trips are span events (agentstream trace / query otel_traces)",
-            "budgets": "not built yet",
-        },
     }
 
 
 @app.command(option("--json", "as_json", is_flag=True, help="One JSON object, for scripts."))
 async def status(self: AppCommand, as_json: bool) -> None:
-    """Rollout, last rollback, pending reviews, monitor windows, workers and lag."""
+    """Rollout, last rollback, pending reviews, monitor windows, budgets, live workers with their
+    circuit breakers, group members and lag."""
     try:
         report = await status_report()
     except KafkaError as exc:

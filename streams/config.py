@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streams.budgets.ledger import Ceiling
+
 DEFAULT_CONFIG = Path(__file__).parent / "config" / "default.toml"
 
 
@@ -100,6 +102,8 @@ class PipelineConfig:
     # Extra or overriding redaction patterns, label -> regex ("" switches a default off).
     redaction_patterns: dict[str, str] = field(default_factory=dict)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    # Token and cost ceilings per tenant and user (streams/budgets); none: no budget stage.
+    budgets: tuple[Ceiling, ...] = ()
     # The candidate of a gradual rollout: this config with the `[candidate]` overrides applied.
     candidate: PipelineConfig | None = None
 
@@ -153,9 +157,15 @@ def parse_config(raw: dict[str, Any]) -> PipelineConfig:
             domains=domains,
             redaction_patterns={str(k): str(v) for k, v in raw.get("redaction", {}).get("patterns", {}).items()},
             monitor=MonitorConfig(**raw.get("monitor", {})),
+            budgets=tuple(Ceiling(**c) for c in raw.get("budgets", {}).get("ceilings", [])),
         )
     except (KeyError, TypeError) as exc:
         raise ConfigError(f"invalid agentstream config: {exc!r}") from exc
+    for c in cfg.budgets:
+        if c.scope not in ("tenant", "user") or c.window not in ("hour", "day", "month"):
+            raise ConfigError(f"budget ceiling {c}: scope is tenant|user, window is hour|day|month")
+        if c.on_exceed not in ("error", "degraded") or not (c.max_tokens or c.max_cost_usd):
+            raise ConfigError(f"budget ceiling {c}: on_exceed is error|degraded, and it needs a max")
     if cfg.router.overlong not in ("truncate", "reject"):
         raise ConfigError("router.overlong must be 'truncate' or 'reject'")
     for d in cfg.domains.values():

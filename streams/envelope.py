@@ -62,21 +62,24 @@ async def consume(stream: Any, cls: type[T], stage: str, handle: Handler[T]) -> 
     """The one skeleton of every stage: decode or dead-letter, handle, fail loudly.
 
     A handler that raises on one event dead-letters that event with the reason and goes on, so a
-    poison event cannot crash-loop its partition. A Kafka failure is not the event's fault: it
+    poison event cannot crash-loop its partition. Only an event that got this far may have its
+    offset committed (`CommitGuard`): Faust also acks events it skipped during a rebalance. A Kafka failure is not the event's fault: it
     ends the worker, and the event is redelivered to whoever takes the partition.
     """
+    guard = stream.app.commit_guard
+    guard.watch(stream.channel.topics)
     try:
         async for event in stream.events():
             record = await decode_or_dead_letter(event, cls)
-            if record is None:
-                continue
-            try:
-                await handle(record, event)
-            except (KafkaError, ProducerSendError):
-                raise
-            except Exception as exc:
-                log.exception("%s failed on %s[%s]@%s", stage, event.message.topic, event.message.partition, event.message.offset)
-                await dead_letter(event, f"{stage} failed: {exc!r}"[:1000])
+            if record is not None:
+                try:
+                    await handle(record, event)
+                except (KafkaError, ProducerSendError):
+                    raise
+                except Exception as exc:
+                    log.exception("%s failed on %s[%s]@%s", stage, event.message.topic, event.message.partition, event.message.offset)
+                    await dead_letter(event, f"{stage} failed: {exc!r}"[:1000])
+            guard.finish(event.message)  # only now may Faust commit past it (streams/commit_guard.py)
     except Exception as exc:
         die(stage, exc)
 

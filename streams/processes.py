@@ -15,6 +15,7 @@ from streams.settings import REPO_ROOT, Settings
 
 WORKER_READY = "[^Worker]: Ready"
 SINK_READY = "sink ready:"
+CONSOLE_READY = "console ready:"
 
 
 @dataclass
@@ -32,6 +33,11 @@ class WorkerProcess:
     def spawn_sink(cls, env: dict[str, str], log_path: Path) -> WorkerProcess:
         """The ClickHouse sink (`agentstream sink`)."""
         return cls._start(["sink"], env, log_path, SINK_READY)
+
+    @classmethod
+    def spawn_console(cls, env: dict[str, str], log_path: Path, port: int) -> WorkerProcess:
+        """The web console (`agentstream console`); its address is in the log after CONSOLE_READY."""
+        return cls._start(["console", "--port", str(port)], env, log_path, CONSOLE_READY)
 
     @classmethod
     def _start(cls, args: list[str], env: dict[str, str], log_path: Path, mark: str) -> WorkerProcess:

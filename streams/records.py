@@ -112,6 +112,7 @@ class Executed:
     executed_ms: int
     complexity: str = ""
     follow_up: int = 0
+    cost_usd: float = 0.0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -141,6 +142,7 @@ class Response:
     # 0: the request's answer; n: the answer after the n-th human decision on it. Exactly one
     # response per (request_id, follow_up) reaches the responses topic.
     follow_up: int = 0
+    cost_usd: float = 0.0
 
     def answer_key(self) -> str:
         """What the responder deduplicates on."""
@@ -184,6 +186,7 @@ class HumanDecision:
     decided_ms: int
     decision_id: str = ""
     edited_arguments: str = ""  # JSON object text, for an edited tool call
+    follow_up: int = 0  # the escalation round this decides
 
 
 @dataclass(slots=True, kw_only=True)
@@ -293,6 +296,45 @@ class Control:
         return 100 if self.promoted else max(0, min(100, self.percent))
 
 
+@dataclass(slots=True, kw_only=True)
+class BudgetEvent:
+    """A reservation before the first LLM call, or a settlement of what a task used."""
+
+    SCHEMA: ClassVar[str] = "budget_event"
+
+    schema_version: int = 1
+    kind: str  # reserve | settle
+    request_id: str
+    session_id: str
+    user_id: str
+    tenant_id: str
+    settle_id: str = ""
+    routed: bytes = b""
+    tokens: int = 0
+    cost_usd: float = 0.0
+    cheaper_tokens: int = 0
+    cheaper_cost_usd: float = 0.0
+    cheaper_model: str = ""
+    created_ms: int
+
+
+@dataclass(slots=True, kw_only=True)
+class WorkerStatus:
+    """A worker's heartbeat: its partitions, circuit breakers and running tasks."""
+
+    SCHEMA: ClassVar[str] = "worker_status"
+
+    schema_version: int = 1
+    worker_id: str
+    host: str
+    pid: int
+    started_ms: int
+    partitions: list[int] = field(default_factory=list)
+    breakers: dict[str, str] = field(default_factory=dict)
+    running_tasks: int = 0
+    updated_ms: int
+
+
 EVENT_TYPES: tuple[type, ...] = (
     Request,
     Routed,
@@ -303,6 +345,8 @@ EVENT_TYPES: tuple[type, ...] = (
     DeadLetter,
     Span,
     Control,
+    BudgetEvent,
+    WorkerStatus,
 )
 """Every top-level event class, one per schema."""
 

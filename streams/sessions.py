@@ -120,16 +120,19 @@ def current_task(s: Session | None) -> dict[str, Any] | None:
 
 
 def record_step(s: Session, request_id: str, step: dict[str, Any], now: int) -> Session:
-    """Appends or replaces (same index) a step of the task at the head of the queue."""
-    s = copy.deepcopy(s)
-    task = s["queue"][0]
-    assert task["request_id"] == request_id, "steps only go to the task in progress"
-    task["status"] = "running"
-    steps = task["steps"]
+    """Appends or replaces (same index) a step of the task at the head of the queue.
+
+    Copies only the path it changes (session, queue, head task, its step list): the step
+    hot path no longer deep-copies the history and conversation. Safe because no function here
+    mutates a value it was given; each copies what it changes."""
+    head = s["queue"][0]
+    assert head["request_id"] == request_id, "steps only go to the task in progress"
+    steps = list(head["steps"])
     if step["index"] < len(steps):
         steps[step["index"]] = step
     else:
         steps.append(step)
+    s = {**s, "queue": [{**head, "status": "running", "steps": steps}, *s["queue"][1:]]}
     touch(s, now)
     return s
 
@@ -189,11 +192,16 @@ def decide(s: Session, decision: dict[str, Any], now: int) -> tuple[Session, boo
     so the runner resumes it where it stopped. Returns False for a redelivered copy of a decision
     already applied; raises `DecisionRefused` for anything that cannot be applied."""
     rid = decision["request_id"]
+    done = [h for h in s.get("holds", []) if h["request_id"] == rid and h.get("decision")]
+    if decision.get("decision_id") and any(h["decision"].get("decision_id") == decision["decision_id"] for h in done):
+        return s, False  # a redelivered copy: never applied to a later hold of the same request
     hold = pending_hold(s, rid)
+    if hold is not None and int(decision.get("follow_up", 0)) != int(hold.get("follow_up", 0)):
+        raise DecisionRefused(
+            f"decision is for round {decision.get('follow_up', 0)} of {rid}, but round "
+            f"{hold.get('follow_up', 0)} is pending (list the queue again)"
+        )
     if hold is None:
-        done = [h for h in s.get("holds", []) if h["request_id"] == rid and h.get("decision")]
-        if done and done[-1]["decision"].get("decision_id") == decision["decision_id"] and decision["decision_id"]:
-            return s, False
         if done:
             prior = done[-1]["decision"]
             raise DecisionRefused(
@@ -215,6 +223,8 @@ def decide(s: Session, decision: dict[str, Any], now: int) -> tuple[Session, boo
             "request_id": rid,
             "routed": task["routed"],
             "status": "queued",
+            # Usage of this run is counted from here (the steps before were settled already).
+            "counted_from": len(steps),
             "steps": steps + review,
             "traceparent": task.get("traceparent", ""),
             "follow_up": int(hold.get("follow_up", 0)) + 1,

@@ -21,14 +21,20 @@ ESCALATIONS = "escalations"
 HUMAN_DECISIONS = "human-decisions"
 DEADLETTER = "deadletter"
 CONTROL = "control"
+WORKERS = "workers"  # heartbeats, latest per worker id
+WORKER_HEARTBEAT_S = 5.0  # a worker silent for three heartbeats is reported gone
 TRACES = "traces"
+# Reservations and settlements keyed by tenant: one tenant's budget is decided on one partition.
+BUDGET = "budget"
 # Every answer once (written by the responder): the monitor's one global, ordered input.
 MONITOR = "monitor"
 
-STREAM_TOPICS = (REQUESTS, ROUTED, EXECUTED, OUTBOX, RESPONSES, ESCALATIONS, HUMAN_DECISIONS, DEADLETTER, TRACES)
-COMPACTED_TOPICS = (CONTROL,)
+STREAM_TOPICS = (
+    REQUESTS, ROUTED, EXECUTED, OUTBOX, RESPONSES, ESCALATIONS, HUMAN_DECISIONS, DEADLETTER, TRACES, BUDGET,
+)
+COMPACTED_TOPICS = (CONTROL, WORKERS)
 SINGLE_PARTITION_TOPICS = (MONITOR,)
-TABLES = ("sessions",)
+TABLES = ("sessions", "budgets")
 SINGLE_PARTITION_TABLES = ("monitor",)
 
 

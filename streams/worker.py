@@ -2,6 +2,7 @@
 
 from streams import span_pump
 from streams.app import app
+from streams.budgets import agent as budgets_agent
 from streams.execution import agent as execution_agent
 from streams.monitoring import agent as monitoring_agent
 from streams.responding import service as responding_service
@@ -11,6 +12,7 @@ from streams.verification import agent as verification_agent
 
 __all__ = [
     "app",
+    "budgets_agent",
     "execution_agent",
     "monitoring_agent",
     "responding_service",

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import socket
 import time
 from dataclasses import asdict
 from typing import Any
@@ -20,10 +22,19 @@ from streams.codecs import get_codec
 from streams.envelope import consume, die, log, publish
 from streams.execution.runner import TaskRunner
 from streams.partitioning import partition_for
-from streams.records import ContextMessage, DeadLetter, Executed, Routed, now_ms
+from streams.records import (
+    BudgetEvent,
+    ContextMessage,
+    DeadLetter,
+    Executed,
+    Routed,
+    WorkerStatus,
+    now_ms,
+)
 from streams.runtime import pipeline_config, provider, redactor, tool_ledger, tracer
 from streams.tables import sessions
 from streams.telemetry import request_attributes, stage_span, traceparent_of
+from streams.topics import WORKER_HEARTBEAT_S
 from streams.verification.logic import verify  # pure: the same verdict as the verifier stage
 
 _settings = app.agentstream_settings
@@ -48,7 +59,35 @@ async def _emit(executed: Executed, headers: dict[str, bytes] | None = None) -> 
     reached the outbox (1 of 3,000 requests, 10 SIGKILLs). The runner does not depend on that.
     """
     await publish(channels.executed, executed, headers, wait=True)
-    await publish(channels.outbox, verify(executed).response, headers, wait=True)
+    cfg = pipeline_config()
+    verdict = verify(executed, frozenset(cfg.for_version(executed.config_version).policy.high_priority_tools))
+    if verdict.escalation:
+        # On the review queue before the user reads "escalated" (the verifier's copy is the same
+        # escalation again; the queue keeps one per request and follow-up).
+        await publish(channels.escalations, verdict.escalation, headers, wait=True)
+    await publish(channels.outbox, verdict.response, headers, wait=True)
+
+
+async def _settle(executed: Executed) -> None:
+    """What the task used, to its tenant's budget partition (acknowledged): releases the
+    reservation and counts the actual tokens and cost. Nothing when no budget is configured."""
+    cfg = pipeline_config()
+    if not cfg.budgets:
+        return
+    used = executed.input_tokens + executed.output_tokens
+    event = BudgetEvent(
+        kind="settle",
+        request_id=executed.request_id,
+        session_id=executed.session_id,
+        user_id=executed.user_id,
+        tenant_id=executed.tenant_id,
+        settle_id=f"{executed.request_id}#{executed.follow_up}",
+        tokens=used,
+        cost_usd=executed.cost_usd,
+        created_ms=now_ms(),
+    )
+    fut = await channels.budget.send(key=executed.tenant_id.encode(), value=get_codec().encode(event))
+    await fut
 
 
 async def _dead_letter_task(routed: dict[str, Any], reason: str) -> None:
@@ -86,6 +125,7 @@ runner = TaskRunner(
     settled=_settled,
     flush=lambda: app.producer.flush(),
     dead_letter=_dead_letter_task,
+    settle=_settle,
     tracer=tracer(),
     redact=redactor().redact_structured,
     capture_content=_settings.capture_content,
@@ -138,30 +178,30 @@ async def _reject_busy(routed: Routed, reason: str) -> None:
 
 async def _reject(routed: Routed, reason: str) -> None:
     log.error("routed request %s rejected: %s", routed.request_id, reason)
-    await _emit(
-        Executed(
-            request_id=routed.request_id,
-            session_id=routed.session_id,
-            user_id=routed.user_id,
-            tenant_id=routed.tenant_id,
-            language=routed.language,
-            domain=routed.domain,
-            model=routed.model,
-            rollout_arm=routed.rollout_arm,
-            config_version=routed.config_version,
-            status="error",
-            answer="",
-            reasons=[reason],
-            notes=list(routed.notes),
-            steps=[],
-            input_tokens=0,
-            output_tokens=0,
-            llm_calls=0,
-            created_ms=routed.created_ms,
-            executed_ms=now_ms(),
-            complexity=routed.complexity,
-        )
+    executed = Executed(
+        request_id=routed.request_id,
+        session_id=routed.session_id,
+        user_id=routed.user_id,
+        tenant_id=routed.tenant_id,
+        language=routed.language,
+        domain=routed.domain,
+        model=routed.model,
+        rollout_arm=routed.rollout_arm,
+        config_version=routed.config_version,
+        status="error",
+        answer="",
+        reasons=[reason],
+        notes=list(routed.notes),
+        steps=[],
+        input_tokens=0,
+        output_tokens=0,
+        llm_calls=0,
+        created_ms=routed.created_ms,
+        executed_ms=now_ms(),
+        complexity=routed.complexity,
     )
+    await _emit(executed)
+    await _settle(executed)  # releases the reservation: nothing was used
 
 
 def _as_dict(routed: Routed) -> dict[str, Any]:
@@ -202,10 +242,32 @@ async def _stop_moved(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
     """Runners of sessions whose partition went to another worker stop; the others carry on."""
     name = channels.routed.get_topic_name()
     runner.epochs.reassigned()
+    runner.rescan = True  # recovered or standby values never went through runner.write
+    runner.assigned_at = time.monotonic()
     actives = app.assignor.assigned_actives()
     stopped = runner.keep_only({tp.partition for tp in actives if tp.topic == name})
     if stopped:
         log.info("stopped %d runner(s) of partitions now owned elsewhere", stopped)
+
+
+_worker_started_ms = now_ms()
+
+
+@app.timer(interval=WORKER_HEARTBEAT_S)
+async def heartbeat() -> None:
+    """This worker's partitions, breakers and running tasks, for `agentstream status`."""
+    name = channels.routed.get_topic_name()
+    status = WorkerStatus(
+        worker_id=f"{socket.gethostname()}:{os.getpid()}",
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        started_ms=_worker_started_ms,
+        partitions=sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == name),
+        breakers=runner.breakers.states(),
+        running_tasks=len(runner.inflight),
+        updated_ms=now_ms(),
+    )
+    await channels.workers.send(key=status.worker_id.encode(), value=get_codec().encode(status), partition=0)
 
 
 @app.timer(interval=60.0)

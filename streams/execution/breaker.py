@@ -54,3 +54,7 @@ class BreakerBoard:
         if key not in self.breakers:
             self.breakers[key] = CircuitBreaker(self.failure_threshold, self.cooldown_s)
         return self.breakers[key]
+
+    def states(self) -> dict[str, str]:
+        """`provider/model` -> state (and trips so far), for the worker's heartbeat."""
+        return {f"{p}/{m}": f"{b.state} ({b.trips} trips)" for (p, m), b in self.breakers.items()}

@@ -82,20 +82,21 @@ def plan_next(
     for call in calls:
         if call.id in answered:
             continue
-        if len(steps) >= execution.max_steps:
-            return Finish(
-                "error", "", [f"step limit reached: {execution.max_steps} steps without an answer"]
-            )
         started = next(
             (s for s in after if s["kind"] == "tool_call" and s["result"] == call.id), None
         )
         review = next((s for s in after if s["kind"] == "review" and s["name"] == call.id), None)
         if review is not None:
             # A human approved the held call (rejections carry their tool_result already): it
-            # runs with the reviewed arguments, past the policy that held it.
+            # runs with the reviewed arguments, past the policy that held it (and past the step
+            # limit: the hold and review steps are not the model's).
             reviewed = ToolCall(call.id, call.name, json.loads(review["arguments"]))
             index = started["index"] if started else len(steps)
             return RunTool(index, reviewed, idempotency_key(request_id, index, reviewed))
+        if len(steps) >= execution.max_steps:
+            return Finish(
+                "error", "", [f"step limit reached: {execution.max_steps} steps without an answer"]
+            )
         repeats = sum(
             1
             for s in steps

@@ -43,6 +43,9 @@ from streams.verification.logic import findings
 
 log = logging.getLogger(__name__)
 
+RESCAN_EVERY_S = 5.0  # the unfinished-session index is rebuilt from the table at least this often
+SCAN_AFTER_ASSIGNMENT_S = 30.0  # and on every tick this long after partitions were assigned
+
 FALLBACK_ANSWER = (
     "Sorry, our assistant is temporarily unavailable. Your request is saved and a person will "
     "follow up shortly."
@@ -86,12 +89,21 @@ class TaskRunner:
     dead_letter: Callable[[dict[str, Any], str], Awaitable[None]] = field(
         default=lambda routed, reason: _no_wait()
     )
+    # async: settles the task's actual usage against its budget reservation (idempotent by
+    # request id and follow-up), after the answer is out and before the task is marked done.
+    settle: Callable[[Executed], Awaitable[None]] = field(default=lambda executed: _no_wait())
     tracer: Tracer = field(default_factory=NoOpTracer)
     redact: Callable[[str], str] = str
     capture_content: bool = True  # gen_ai.input/output.messages on LLM spans (opt-in content)
     inflight: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     breakers: BreakerBoard = field(init=False)
     recovered: bool = False  # first recovery logged
+    # Sessions with queued tasks, as far as this worker's writes tell; `rescan` rebuilds it
+    # from the table (set at start and by every partition assignment).
+    unfinished: set[str] = field(default_factory=set)
+    rescan: bool = True
+    scanned_at: float = 0.0
+    assigned_at: float = 0.0  # monotonic time of the last partition assignment
 
     def __post_init__(self) -> None:
         ex = self.cfg.execution
@@ -104,10 +116,28 @@ class TaskRunner:
             self.inflight[session_id] = task
 
     def resume_all(self) -> int:
-        """Starts runners for every owned session with unfinished tasks (after recovery)."""
+        """Starts runners for owned sessions with unfinished tasks that have none running.
+
+        Scans the whole table only after a (re)assignment or recovery (`rescan`); otherwise it
+        walks the index of sessions this worker wrote with a non-empty queue, so the 0.5 s timer
+        costs nothing per idle session (it was the top function with 28k sessions)."""
+        now = time.monotonic()
+        if (
+            self.rescan
+            or now - self.scanned_at >= RESCAN_EVERY_S
+            or now - self.assigned_at < SCAN_AFTER_ASSIGNMENT_S
+        ):
+            # Every tick for a while after an assignment (a tick can fall between the assignment
+            # and its recovery, and recovered values never went through `write`), then every 5 s.
+            self.rescan = False
+            self.scanned_at = now
+            self.unfinished = {sid for sid, s in list(self.sessions.items()) if s and s.get("queue")}
         started = 0
-        for sid, s in list(self.sessions.items()):
-            if s and s.get("queue") and sid not in self.inflight and self.owned(self.part(sid)):
+        for sid in list(self.unfinished):
+            s = self.sessions.get(sid)
+            if not s or not s.get("queue") or not self.owned(self.part(sid)):
+                self.unfinished.discard(sid)  # done, or elsewhere: a reassignment rescans
+            elif sid not in self.inflight:
                 self.kick(sid)
                 started += 1
         return started
@@ -128,7 +158,13 @@ class TaskRunner:
 
     def config_of(self, routed: dict[str, Any]) -> PipelineConfig:
         """The config the request was routed with: the rollout candidate's, or the active one."""
-        return self.cfg.for_version(routed["config_version"])
+        cfg = self.cfg.for_version(routed["config_version"])
+        if cfg.version != routed["config_version"]:  # a rolling config deploy: say so
+            log.warning(
+                "request %s was routed with config %s, unknown to this worker; running it with %s",
+                routed["request_id"], routed["config_version"], cfg.version,
+            )
+        return cfg
 
     def part(self, session_id: str) -> int:
         return partition_for(session_id, self.partitions)
@@ -186,8 +222,13 @@ class TaskRunner:
         return task["steps"]
 
     def write(self, sid: str, value: dict[str, Any]) -> None:
-        """Every write to a session goes here: stamped with this worker's owner epoch."""
+        """Every write to a session goes here: stamped with this worker's owner epoch, and
+        indexed when it leaves work to do."""
         self.sessions[sid] = self.epochs.stamp(sid, value, self.sessions.get(sid))
+        if value.get("queue"):
+            self.unfinished.add(sid)
+        else:
+            self.unfinished.discard(sid)
 
     async def _fence(self, sid: str) -> None:
         """Only the partition's current owner writes: a worker that lost it stops here."""
@@ -229,8 +270,11 @@ class TaskRunner:
             action = plan_next(request_id, steps, ex, policy, refunded_before)
             if isinstance(action, CallLLM):
                 session = self.sessions[sid]
+                # Not this request's own turns: a task resumed after review sends its text once.
                 history = [
-                    {"role": m["role"], "content": m["content"]} for m in session["conversation"]
+                    {"role": m["role"], "content": m["content"]}
+                    for m in session["conversation"]
+                    if m.get("request_id") != request_id
                 ]
                 messages, trimmed = build_messages(
                     domain, history, routed["context"], routed["text"], steps, routed["notes"],
@@ -410,7 +454,10 @@ class TaskRunner:
             if span is not None:
                 span.add_event("hold", {"gen_ai.tool.name": fin.hold["name"], "reason": fin.hold["result"]})
         steps = self._steps(sid, request_id)
-        follow_up = int(state.current_task(self.sessions[sid]).get("follow_up", 0))
+        task = state.current_task(self.sessions[sid])
+        follow_up = int(task.get("follow_up", 0))
+        # A resumed task's earlier steps were counted (and settled) with its first answer.
+        used = steps[int(task.get("counted_from", 0)):]
         answer = fin.answer
         if fin.status in ("degraded", "fallback") and not answer:
             answer = FALLBACK_ANSWER
@@ -429,14 +476,15 @@ class TaskRunner:
             reasons=list(fin.reasons),
             notes=list(routed["notes"]),
             steps=[step_record(s) for s in steps],
-            input_tokens=sum(s["input_tokens"] for s in steps),
-            output_tokens=sum(s["output_tokens"] for s in steps),
-            llm_calls=sum(1 for s in steps if s["kind"] == "llm_call"),
+            input_tokens=sum(s["input_tokens"] for s in used),
+            output_tokens=sum(s["output_tokens"] for s in used),
+            llm_calls=sum(1 for s in used if s["kind"] == "llm_call"),
             created_ms=routed["created_ms"],
             executed_ms=now_ms(),
             complexity=routed.get("complexity", ""),
             follow_up=follow_up,
         )
+        executed.cost_usd = self.config_of(routed).cost_usd(executed.model, executed.input_tokens, executed.output_tokens)
         hold = fin.hold
         if hold is None and (fin.status == "escalated" or (fin.status == "ok" and findings(executed))):
             # The verifier will hold this answer for a human: keep what a decision resumes.
@@ -449,6 +497,7 @@ class TaskRunner:
         # Delivered before the task is marked done: a crash in between re-emits (the responder
         # drops the copy) instead of losing the answer.
         await self.emit(executed, headers)
+        await self.settle(executed)
         await self._fence(sid)
         self.write(
             sid, state.finish_task(self.sessions[sid], request_id, fin.status, answer, hold, now_ms())

@@ -39,11 +39,16 @@ async def monitor(stream):
 
 
 async def observe(resp: Response, event: Any) -> None:
+    if resp.follow_up or resp.reason.startswith("budget:"):
+        # A follow-up's latency includes the human review; a budget refusal says nothing of the
+        # config that would have served it.
+        return
     base = pipeline_config()
     cfg = base.for_version(resp.config_version)
     key = f"{resp.config_version}|{resp.rollout_arm or 'control'}"
     cost = cfg.cost_usd(resp.model, resp.input_tokens, resp.output_tokens)
-    window = record(metrics.get(key), resp.status, resp.latency_ms, cost, resp.responded_ms, base.monitor.window_s)
+    status = "ok" if resp.status == "degraded" and "budget degraded" in resp.reason else resp.status
+    window = record(metrics.get(key), status, resp.latency_ms, cost, resp.responded_ms, base.monitor.window_s)
     metrics[key] = window
     candidate = base.candidate
     if resp.rollout_arm != "candidate" or candidate is None or resp.config_version != candidate.version:

@@ -29,6 +29,8 @@ def pending_reviews(
     then oldest first. (A request escalated again after a decision is pending again.)"""
     latest: dict[str, Escalation] = {}
     for e in escalations:
+        # The latest copy of the latest round: a task re-run after a crash escalates again, and
+        # a decision refused before that (no hold written yet) must not hide the new copy.
         seen = latest.get(e.request_id)
         if seen is None or (e.follow_up, e.escalated_ms) > (seen.follow_up, seen.escalated_ms):
             latest[e.request_id] = e

@@ -6,6 +6,8 @@ from typing import Any
 
 from streams import channels
 from streams.app import app
+from streams.budgets.estimate import reservation
+from streams.codecs import get_codec
 from streams.config import PipelineConfig
 from streams.control.rollout import ROLLOUT, pick_arm
 from streams.envelope import consume, dead_letter, publish
@@ -82,7 +84,17 @@ async def handle(req: Request, event: Any) -> None:
                 }
             )
             # A re-delivered routed request is sent again: the domain agent drops it if it has it.
-            await publish(channels.routed, decision, headers_with_context(span))
+            if pipeline_config().budgets:
+                await reserve_budget(decision, cfg, headers_with_context(span))
+            else:
+                await publish(channels.routed, decision, headers_with_context(span))
+
+
+async def reserve_budget(routed: Routed, cfg: PipelineConfig, headers: dict[str, bytes]) -> None:
+    """To the budget stage first (keyed by tenant): it forwards the request once admitted."""
+    codec = get_codec()
+    event = reservation(routed, cfg, codec.encode(routed))
+    await channels.budget.send(key=routed.tenant_id.encode(), value=codec.encode(event), headers=headers)
 
 
 def model_choice_attributes(routed: Routed, cfg: PipelineConfig) -> dict[str, Any]:

@@ -43,6 +43,5 @@ async def check(ex: Executed, event: Any) -> None:
         span.set_attribute("agentstream.complexity", ex.complexity)
         span.set_attribute("agentstream.follow_up", ex.follow_up)
         headers = headers_with_context(span)
-        if verdict.escalation:
-            await publish(channels.escalations, verdict.escalation, headers)
+        # The escalation itself was published by the runner before the answer (one copy per run).
         await publish(channels.outbox, verdict.response, headers)

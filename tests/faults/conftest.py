@@ -1,5 +1,16 @@
 """Fault drills run against the real broker, like the integration tests (same fixtures)."""
 
+from typing import Any
+
+from tests.faults.load import REPORTS
 from tests.integration.conftest import bootstrap, pipeline
 
 __all__ = ["bootstrap", "pipeline"]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Every drill's figures (lost, doubled, recovery) in the CI log, passed or failed."""
+    if REPORTS:
+        terminalreporter.section("fault drills")
+        for line in REPORTS:
+            terminalreporter.write_line(line)

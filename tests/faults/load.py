@@ -150,9 +150,14 @@ async def where_lost(
     }
 
 
+REPORTS: list[str] = []  # printed again at the end of the pytest run (tests/faults/conftest.py)
+
+
 def report(name: str, figures: dict[str, Any]) -> None:
     """One JSON line per drill, for the closing note and the README table."""
-    print(json.dumps({"fault": name, **figures}))
+    line = json.dumps({"fault": name, **figures})
+    REPORTS.append(line)
+    print(line)
 
 
 def stored_spans(url: str) -> int:

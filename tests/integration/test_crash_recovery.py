@@ -186,3 +186,37 @@ async def test_a_zombie_write_in_the_changelog_is_skipped_on_rebuild(pipeline: P
     keys, rebuilt_digest, _ = await wait_rebuilt(pipeline, second)
     assert keys == len(sessions)
     assert rebuilt_digest == digest(before), "the zombie's write was applied"
+
+
+async def test_input_offsets_are_committed_to_the_end_once_everything_is_answered(pipeline: Pipeline) -> None:
+    """The commit guard (only handled events are committed) must not hold commits back forever."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    worker = pipeline.start_worker()
+    await pipeline.wait_ready(worker)
+    async with pipeline.client() as client:
+        reqs = [await client.send("Where is my order 12?", session_id=f"commit-s{i}", user_id="u") for i in range(24)]
+        for r in reqs:
+            assert (await client.response(r.request_id, 60)).status == "ok"
+    topics = [pipeline.settings.topic(t) for t in ("requests", "routed", "executed")]
+    admin = AIOKafkaAdminClient(bootstrap_servers=pipeline.bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=pipeline.bootstrap)
+    await admin.start()
+    await probe.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(pipeline.settings.partitions)]
+        ends = {tp: o for tp, o in (await probe.end_offsets(tps)).items() if o}
+        assert len({tp.topic for tp in ends}) == 3, ends
+        deadline = time.monotonic() + 30
+        while True:
+            committed = await admin.list_consumer_group_offsets(pipeline.settings.app_id)
+            behind = {tp: (committed[tp].offset if tp in committed else None, end) for tp, end in ends.items()
+                      if tp not in committed or committed[tp].offset < end}
+            if not behind or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        assert not behind, f"offsets never committed to the end (committed, end): {behind}\n{worker.log()[-2000:]}"
+    finally:
+        await probe.stop()
+        await admin.close()

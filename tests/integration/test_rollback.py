@@ -91,3 +91,6 @@ async def test_a_failing_candidate_is_rolled_back_within_a_window(pipeline: Pipe
     assert report["rollout"]["candidate_percent"] == 0 and report["rollout"]["set_by"] == "monitor"
     assert report["monitor"].get(f"{cfg.version}|control", {}).get("answers", 0) >= 40, report
     assert len(report["workers"]["members"]) >= 1 and "lag" in report["workers"]
+    live = report["live_workers"]
+    assert len(live) == 1 and sorted(live[0]["partitions"]) == list(range(pipeline.settings.partitions))
+    assert any(name.endswith("sim-small-v2") or name.endswith("sim-large-v2") for name in live[0]["breakers"])

@@ -100,6 +100,7 @@ def _samples() -> dict[str, object]:
             executed_ms=T0 + 900,
             complexity="high",
             follow_up=1,
+            cost_usd=0.0042,
         ),
         "response": r.Response(
             **ids,
@@ -118,6 +119,7 @@ def _samples() -> dict[str, object]:
             responded_ms=T0 + 950,
             latency_ms=950.25,
             follow_up=1,
+            cost_usd=0.0042,
         ),
         "escalation": r.Escalation(
             **ids,
@@ -141,6 +143,7 @@ def _samples() -> dict[str, object]:
             decided_ms=T0 + 60_000,
             decision_id="d-0001",
             edited_arguments='{"card_last4": "2222"}',
+            follow_up=1,
         ),
         "dead_letter": r.DeadLetter(
             topic="agent.requests",
@@ -177,6 +180,30 @@ def _samples() -> dict[str, object]:
             links=[
                 r.SpanLink(trace_id="0af7651916cd43dd8448eb211c80319c", span_id="b7ad6b7169203331")
             ],
+        ),
+        "budget_event": r.BudgetEvent(
+            kind="reserve",
+            request_id="req-7f3a",
+            session_id="sess-19",
+            user_id="u-42",
+            tenant_id="acme",
+            routed=b"\xc3\x01routed-bytes",
+            tokens=1_234,
+            cost_usd=0.0123,
+            cheaper_tokens=1_000,
+            cheaper_cost_usd=0.001,
+            cheaper_model="sim-small",
+            created_ms=T0,
+        ),
+        "worker_status": r.WorkerStatus(
+            worker_id="host-a:4242",
+            host="host-a",
+            pid=4242,
+            started_ms=T0,
+            partitions=[0, 2],
+            breakers={"simulator/sim-large": "open (2 trips)"},
+            running_tasks=3,
+            updated_ms=T0 + 10_000,
         ),
         "control": r.Control(
             name="rollout",
@@ -238,11 +265,11 @@ def test_round_trip(codec: Codec, name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "version", "added"),
     [
-        ("executed", 1, ("complexity", "follow_up")),
-        ("executed", 2, ("follow_up",)),
-        ("response", 1, ("follow_up",)),
+        ("executed", 1, ("complexity", "follow_up", "cost_usd")),
+        ("executed", 2, ("follow_up", "cost_usd")),
+        ("response", 1, ("follow_up", "cost_usd")),
         ("escalation", 1, ("priority", "follow_up")),
-        ("human_decision", 1, ("decision_id", "edited_arguments")),
+        ("human_decision", 1, ("decision_id", "edited_arguments", "follow_up")),
     ],
 )
 def test_older_versions_still_decode(codec: Codec, name: str, version: int, added: tuple[str, ...]) -> None:

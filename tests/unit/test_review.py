@@ -142,7 +142,49 @@ def test_the_queue_lists_escalations_without_a_later_decision_high_priority_firs
     def dec(rid: str, at: int) -> HumanDecision:
         return HumanDecision(request_id=rid, session_id="s", reviewer="a", decision="approve", decided_ms=at)
 
-    escalations = [esc("a", 10), esc("b", 20, "high"), esc("c", 30), esc("c", 50, follow_up=1), esc("d", 5)]
-    decisions = [dec("c", 40), dec("d", 6)]
-    assert [p.request_id for p in pending_reviews(escalations, decisions)] == ["b", "a", "c"]
-    assert json.dumps([p.kind for p in pending_reviews(escalations, decisions)]) == '["answer", "answer", "answer"]'
+    escalations = [esc("a", 10), esc("b", 20, "high"), esc("c", 30), esc("c", 50, follow_up=1), esc("d", 5),
+                   esc("e", 5), esc("e", 9)]  # e escalated again (a re-run) after a refused decision
+    decisions = [dec("c", 40), dec("d", 6), dec("e", 6)]
+    assert [p.request_id for p in pending_reviews(escalations, decisions)] == ["b", "e", "a", "c"]
+    assert json.dumps([p.kind for p in pending_reviews(escalations, decisions)]) == '["answer", "answer", "answer", "answer"]'
+
+
+def test_record_step_leaves_the_value_it_was_given_untouched() -> None:
+    import copy
+
+    s, _ = state.enqueue(None, ROUTED, 1_000)
+    s = state.finish_task(state.record_step(s, "r1", llm(0, "hi"), 1_001), "r1", "ok", "hi", None, 1_002)
+    s, _ = state.enqueue(s, {**ROUTED, "request_id": "r2"}, 1_003)
+    before = copy.deepcopy(s)
+    after = state.record_step(s, "r2", llm(0, "yo"), 1_004)
+    assert s == before, "the table's current value (maybe not yet serialized) is not mutated"
+    assert len(after["queue"][0]["steps"]) == 1 and not s["queue"][0]["steps"]
+    assert after["history"] is s["history"], "untouched parts are shared, not copied"
+
+
+def test_a_redelivered_decision_never_approves_a_later_hold_of_the_same_request() -> None:
+    s, _ = state.decide(held_session(), decision("approve"), 2_100)
+    # The resumed run holds another call of the same request (round 1).
+    s = state.finish_task(s, "r1", "escalated", "", {"index": 5, "kind": "hold", "name": "delete_account",
+                                                      "arguments": "{}", "result": "held", "status": "held",
+                                                      "call_id": "c2"}, 2_200)
+    again, fresh = state.decide(s, decision("approve"), 2_300)
+    assert not fresh and state.pending_hold(again, "r1")["call_id"] == "c2", "d1 is a duplicate, c2 still waits"
+    with pytest.raises(state.DecisionRefused, match="round 0 of r1, but round 1 is pending"):
+        state.decide(s, decision("approve", decision_id="d2"), 2_300)
+    resumed, fresh = state.decide(s, {**decision("approve", decision_id="d3"), "follow_up": 1}, 2_300)
+    assert fresh and state.current_task(resumed)["follow_up"] == 2
+
+
+def test_the_resumed_run_counts_only_its_own_usage_and_an_approval_at_the_step_limit_runs() -> None:
+    s, _ = state.decide(held_session(), decision("approve"), 2_100)
+    task = state.current_task(s)
+    assert task["counted_from"] == 2, "the first run's llm call and hold were settled with its answer"
+    steps = [llm(i) for i in range(CFG.execution.max_steps - 2)]
+    steps.append(llm(len(steps), calls=[REFUND]))
+    hold = plan(steps)
+    assert isinstance(hold, Finish) and hold.hold
+    steps.append(hold.hold)
+    steps.append({"index": len(steps), "kind": "review", "name": "c1", "arguments": hold.hold["arguments"],
+                  "result": "{}", "status": "approved"})
+    assert len(steps) > CFG.execution.max_steps and isinstance(plan(steps), RunTool)

@@ -152,3 +152,23 @@ async def test_a_give_up_interrupted_by_a_crash_is_finished_without_running_the_
     assert calls == [], "no LLM call for a task already given up"
     assert [e.status for e in out] == ["error"] and dead == ["r-given-up"]
     assert not table["s8"]["queue"]
+
+
+async def test_resume_all_walks_the_index_and_rescans_after_an_assignment(tmp_path) -> None:
+    runner, table, _ = make_runner(SimulatedProvider(SimulatorConfig(latency_ms_mean=0)), tmp_path)
+    kicked: list[str] = []
+    runner.kick = kicked.append  # type: ignore[method-assign]
+    table.update({"idle": {"queue": []}, "busy": {"queue": [{"request_id": "r"}]}})
+    assert runner.resume_all() == 1 and kicked == ["busy"], "the first call scans the table"
+    table["recovered"] = {"queue": [{"request_id": "r2"}]}  # a changelog value, not our write
+    kicked.clear()
+    runner.resume_all()
+    assert kicked == ["busy"], "no scan between assignments"
+    runner.rescan = True
+    kicked.clear()
+    runner.resume_all()
+    assert sorted(kicked) == ["busy", "recovered"]
+    runner.write("busy", {"queue": []})
+    kicked.clear()
+    runner.resume_all()
+    assert kicked == ["recovered"] and "busy" not in runner.unfinished

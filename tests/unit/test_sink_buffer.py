@@ -37,7 +37,7 @@ def test_flush_writes_all_tables_and_progress() -> None:
         sink.add(span)
     assert sink.buffered_spans == 40 and not sink.should_flush()
     result = sink.flush({("t", 0): 40}, group="g")
-    assert result.rows == {"otel_traces": 40, "llm_calls": 10, "decisions": 10}
+    assert result.rows == {"otel_traces": 40, "llm_calls": 10, "decisions": 10, "replay_reports": 0}
     assert [i[0] for i in client.inserts] == [
         "otel_traces",
         "llm_calls",
@@ -68,8 +68,8 @@ def test_failed_flush_keeps_batch_and_retries_with_same_token() -> None:
     tokens = [i[2] for i in client.inserts]
     assert tokens[0] == tokens[1] == tokens[2] != tokens[3]
     assert sum(n for name, n, _ in client.inserts if name == "otel_traces") == 20
-    assert result.rows == {"otel_traces": 12, "llm_calls": 5, "decisions": 5}
-    assert sink.inserted == {"otel_traces": 20, "llm_calls": 5, "decisions": 5}
+    assert result.rows == {"otel_traces": 12, "llm_calls": 5, "decisions": 5, "replay_reports": 0}
+    assert sink.inserted == {"otel_traces": 20, "llm_calls": 5, "decisions": 5, "replay_reports": 0}
 
 
 def test_token_is_content_derived() -> None:

@@ -1,0 +1,194 @@
+"""Token and cost ceilings as pure functions over one tenant's budget value and one request's
+record (plain JSON; the tenant value stays small: counters and the reservations in flight).
+
+Every request reserves an estimate before its first LLM call and settles its actual usage when its
+task ends (releasing the rest). Reservations are what make concurrent requests safe: all of a
+tenant's budget events are processed in order on one partition, and each admission counts what
+is already used plus what is reserved. Both operations are idempotent by id (a redelivered event
+changes nothing), so counters stay exact when the stage is retried after a crash.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Scope = Literal["tenant", "user"]
+Period = Literal["hour", "day", "month"]
+RESERVATION_TTL_MS = 3_600_000  # a reservation never settled (task lost) is released after this
+RECORD_TTL_MS = 48 * 3_600_000  # per-request records (admission, settle ids) are kept this long
+
+Budget = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    scope: Scope
+    window: Period
+    max_tokens: int = 0  # 0: no token ceiling
+    max_cost_usd: float = 0.0  # 0: no cost ceiling
+    on_exceed: Literal["error", "degraded"] = "error"
+
+
+@dataclass(frozen=True)
+class Admission:
+    admitted: bool
+    reason: str = ""
+    degraded: bool = False  # admitted on the cheaper estimate after a `degraded` ceiling
+
+
+def new_budget() -> Budget:
+    """A tenant's value: window counters, and the reservations still open (small: in flight)."""
+    return {"windows": {}, "open": {}}
+
+
+Record = dict[str, Any]  # one request's budget record: its admission and the settle ids applied
+
+
+def period(window: Period, now_ms: int) -> tuple[str, datetime]:
+    """The calendar period (UTC) holding `now_ms`, and when the next one starts."""
+    t = datetime.fromtimestamp(now_ms / 1000, UTC)
+    if window == "hour":
+        start = t.replace(minute=0, second=0, microsecond=0)
+        nxt = datetime.fromtimestamp(start.timestamp() + 3600, UTC)
+        return start.strftime("%Y-%m-%dT%H"), nxt
+    if window == "day":
+        start = t.replace(hour=0, minute=0, second=0, microsecond=0)
+        nxt = datetime.fromtimestamp(start.timestamp() + 86_400, UTC)
+        return start.strftime("%Y-%m-%d"), nxt
+    nxt = t.replace(year=t.year + (t.month == 12), month=t.month % 12 + 1, day=1, hour=0, minute=0, second=0, microsecond=0)
+    return t.strftime("%Y-%m"), nxt
+
+
+def window_key(c: Ceiling, tenant_id: str, user_id: str, now_ms: int) -> str:
+    who = tenant_id if c.scope == "tenant" else user_id
+    return f"{c.scope}:{who}|{c.window}|{period(c.window, now_ms)[0]}"
+
+
+def reserve(
+    b: Budget | None,
+    record: Record | None,
+    ceilings: tuple[Ceiling, ...],
+    tenant_id: str,
+    user_id: str,
+    request_id: str,
+    tokens: int,
+    cost_usd: float,
+    now_ms: int,
+    cheaper: tuple[int, float] | None = None,
+) -> tuple[Budget, Record, Admission]:
+    """Admits the request and holds its estimate in every window it counts in, or names the
+    first ceiling it would cross and when that ceiling resets. When that ceiling says
+    `degraded` and a `cheaper` estimate (tokens, cost) is given, the cheaper one is tried. A
+    request with a record already gets the decision it got then (a redelivery)."""
+    b = copy.deepcopy(b) if b else new_budget()
+    if record is not None and record.get("admission") is not None:
+        return b, record, Admission(**record["admission"])
+    _release_stale(b, now_ms)
+    record = {"admission": None, "keys": [], "settled": [], "at_ms": now_ms}
+    crossed = _crossed(b, ceilings, tenant_id, user_id, tokens, cost_usd, now_ms)
+    degraded = ""
+    if crossed and crossed[0].on_exceed == "degraded" and cheaper is not None:
+        degraded = crossed[1]
+        tokens, cost_usd = cheaper
+        crossed = _crossed(b, ceilings, tenant_id, user_id, tokens, cost_usd, now_ms)
+    if crossed:
+        admission = Admission(False, crossed[1])
+        record["admission"] = admission.__dict__
+        return b, record, admission
+    keys = list(dict.fromkeys(window_key(c, tenant_id, user_id, now_ms) for c in ceilings))
+    for key in keys:
+        w = b["windows"].setdefault(key, {"tokens": 0, "cost": 0.0, "held_tokens": 0, "held_cost": 0.0})
+        w["held_tokens"] += tokens
+        w["held_cost"] += cost_usd
+    b["open"][request_id] = {"keys": keys, "tokens": tokens, "cost": cost_usd, "at_ms": now_ms}
+    admission = Admission(True, degraded, degraded=bool(degraded))
+    record.update(admission=admission.__dict__, keys=keys)
+    return b, record, admission
+
+
+def _crossed(
+    b: Budget, ceilings: tuple[Ceiling, ...], tenant_id: str, user_id: str, tokens: int, cost_usd: float, now_ms: int
+) -> tuple[Ceiling, str] | None:
+    """The first ceiling this estimate would cross, with the reason to give; None if it fits."""
+    for c in ceilings:
+        w = b["windows"].get(window_key(c, tenant_id, user_id, now_ms), {})
+        used_tokens = w.get("tokens", 0) + w.get("held_tokens", 0)
+        used_cost = w.get("cost", 0.0) + w.get("held_cost", 0.0)
+        over = None
+        if c.max_tokens and used_tokens + tokens > c.max_tokens:
+            over = f"{c.max_tokens:,} tokens"
+        elif c.max_cost_usd and used_cost + cost_usd > c.max_cost_usd:
+            over = f"${c.max_cost_usd:,.2f}"
+        if over:
+            resets = period(c.window, now_ms)[1].isoformat(timespec="minutes").replace("+00:00", "Z")
+            adjective = {"hour": "hourly", "day": "daily", "month": "monthly"}[c.window]
+            return c, f"{c.scope} {adjective} budget of {over} reached; resets at {resets}"
+    return None
+
+
+def settle(
+    b: Budget | None,
+    record: Record | None,
+    ceilings: tuple[Ceiling, ...],
+    tenant_id: str,
+    user_id: str,
+    request_id: str,
+    settle_id: str,
+    tokens: int,
+    cost_usd: float,
+    now_ms: int,
+) -> tuple[Budget, Record, bool]:
+    """Counts a task's actual usage and releases its reservation. False for a settle id already
+    applied (a redelivery). The first settlement counts in the reservation's windows; a later
+    one (a follow-up after human review) in the windows of now."""
+    b = copy.deepcopy(b) if b else new_budget()
+    record = copy.deepcopy(record) if record else {"admission": None, "keys": [], "settled": [], "at_ms": now_ms}
+    if settle_id in record["settled"]:
+        return b, record, False
+    first = not record["settled"]
+    record["settled"].append(settle_id)
+    opened = b["open"].pop(request_id, None)
+    if opened is not None:
+        _release(b, opened)
+    keys = record["keys"] if first and record["keys"] else [window_key(c, tenant_id, user_id, now_ms) for c in ceilings]
+    for key in dict.fromkeys(keys):
+        w = b["windows"].setdefault(key, {"tokens": 0, "cost": 0.0, "held_tokens": 0, "held_cost": 0.0})
+        w["tokens"] += tokens
+        w["cost"] += cost_usd
+    _prune(b, now_ms)
+    return b, record, True
+
+
+def _release(b: Budget, r: dict[str, Any]) -> None:
+    for key in r["keys"]:
+        w = b["windows"].get(key)
+        if w:
+            w["held_tokens"] = max(0, w["held_tokens"] - r["tokens"])
+            w["held_cost"] = max(0.0, w["held_cost"] - r["cost"])
+
+
+def _release_stale(b: Budget, now_ms: int) -> None:
+    """A reservation never settled (its task lost) stops holding budget after its TTL."""
+    for rid, r in list(b["open"].items()):
+        if r["at_ms"] < now_ms - RESERVATION_TTL_MS:
+            _release(b, r)
+            del b["open"][rid]
+
+
+def _prune(b: Budget, now_ms: int) -> None:
+    """Forgets windows of periods long over (older than the previous month)."""
+    month = period("month", now_ms)[0]
+    b["windows"] = {k: w for k, w in b["windows"].items() if k.rsplit("|", 1)[1][:7] >= _previous_month(month)}
+
+
+def _previous_month(month: str) -> str:
+    year, mon = int(month[:4]), int(month[5:7])
+    return f"{year - (mon == 1)}-{(mon - 2) % 12 + 1:02d}"
+
+
+def usage(b: Budget | None, key: str) -> dict[str, float]:
+    """A window's counters (zeros when absent): for `agentstream status` and tests."""
+    return dict((b or new_budget())["windows"].get(key, {"tokens": 0, "cost": 0.0, "held_tokens": 0, "held_cost": 0.0}))

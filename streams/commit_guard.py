@@ -1,0 +1,138 @@
+"""Faust may commit an input offset only once a stage handler has finished that event.
+
+Faust acks (and so commits) events its stream iterator *skipped* without handing them to the
+agent: an event dequeued while flow control is suspended for a rebalance, or one delivered with
+an older consumer generation (`faust/streams.py`, "We want to ack the filtered out message").
+Such an event was never handled; once its offset is committed, the next owner of the partition
+starts after it and the request is lost. And aiokafka's `seek_to_committed`, which Faust runs after
+every rebalance, does not move a partition that has no committed offset (or offset 0): an event
+fetched and then dropped while the flow was paused for that rebalance (Faust's consumer loop
+cancels the delivery and still advances its read offset) is then never read again; the kill loop
+lost the first request of a partition that way, twice. Faust's check for a hole at the head of the acked
+offsets is off by one and skipped while the partition has no committed offset (0 or None,
+`Consumer._new_offset`), so a late ack can also carry the commit over events not handled yet.
+
+The guard keeps, per partition, the offsets `envelope.consume` finished. Before Faust picks the
+offset to commit, it drops every acked offset that is not among them, remembers the lowest as a
+hole, commits nothing at or past the hole, and seeks the partition back to it; and after a rebalance it seeks a
+partition with nothing committed to its beginning. Re-reading is safe: every stage is at-least-once and deduplicates by request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka.structs import TopicPartition
+
+log = logging.getLogger("agentstream")
+
+
+class CommitGuard:
+    """Offsets handled by our stages, and the filter installed on Faust's consumer."""
+
+    def __init__(self) -> None:
+        self.topics: set[str] = set()
+        self.finished: defaultdict[Any, set[int]] = defaultdict(set)
+        self.holes: dict[Any, int] = {}  # lowest offset acked unhandled, until it is handled
+        self.rewound: dict[Any, tuple[int, int]] = {}  # (hole, generation) already seeked back to
+        self.dropped = 0  # acks of events that were never handled (for the log and tests)
+
+    def watch(self, topics: Iterable[str]) -> None:
+        """Guard these input topics (called when a stage starts consuming them)."""
+        self.topics.update(topics)
+
+    def finish(self, message: Any) -> None:
+        """The stage is done with this event: its offset may be committed."""
+        self.finished[message.tp].add(message.offset)
+
+    def forget(self, tps: Iterable[Any]) -> None:
+        """Partitions revoked: the next owner starts at the committed offset, which the guard kept
+        at or below any hole; what was finished here is Faust's to commit no more."""
+        for tp in tps:
+            self.finished.pop(tp, None)
+            self.holes.pop(tp, None)
+            self.rewound.pop(tp, None)
+
+    def committable(self, consumer: Any, tp: Any) -> bool:
+        """Cleans `consumer._acked[tp]` of unhandled offsets; False while a hole is at the head.
+
+        An offset Faust added to `acked` from its own gap bookkeeping (transaction markers have
+        an offset but no message) is not in `_acked_index` and is left alone."""
+        if tp.topic not in self.topics:
+            return True
+        acked: list[int] = consumer._acked[tp]
+        index: set[int] = consumer._acked_index[tp]
+        done = self.finished.get(tp, set())
+        unhandled = sorted(o for o in acked if o in index and o not in done)
+        if unhandled:
+            self.dropped += len(unhandled)
+            log.info(
+                "not committing %d offset(s) of %s[%s] acked without being handled: %s",
+                len(unhandled), tp.topic, tp.partition, unhandled[:5],
+            )
+            skip = set(unhandled)
+            acked[:] = [o for o in acked if o not in skip]
+            index.difference_update(skip)
+            self.holes[tp] = min(self.holes.get(tp, unhandled[0]), unhandled[0])
+        committed = consumer._committed_offset[tp]  # the next offset to read, or None
+        if committed is not None:
+            done.difference_update([o for o in done if o < committed])
+        hole = self.holes.get(tp)
+        if hole is not None:
+            if hole in acked or (committed is not None and committed > hole):
+                del self.holes[tp]  # handled since (after a seek back, or redelivered)
+            elif not acked or min(acked) > hole:
+                self._rewind(consumer, tp, hole)
+                return False
+        # False: an event at the committed position is not handled yet.
+        return committed is None or not acked or min(acked) <= committed
+
+    def _rewind(self, consumer: Any, tp: Any, hole: int) -> None:
+        """Reads the partition again from the hole: with no committed offset there is no seek
+        after a rebalance, so a skipped event would otherwise never come back."""
+        app = consumer.app
+        generation = int(getattr(app, "consumer_generation_id", 0) or 0)
+        if self.rewound.get(tp) == (hole, generation) or app.rebalancing or tp not in consumer.assignment():
+            return
+        self.rewound[tp] = (hole, generation)
+        log.info("reading %s[%s] again from offset %d (acked there without being handled)", tp.topic, tp.partition, hole)
+        task = asyncio.ensure_future(consumer.seek(tp, hole))
+        task.add_done_callback(_log_failure)
+
+    def install(self, consumer: Any) -> None:
+        """Wraps `Consumer._new_offset`, the one place Faust picks the offset to commit, and
+        `seek_to_committed`, which Faust runs after every rebalance."""
+        original = consumer._new_offset
+
+        def new_offset(tp: Any) -> int | None:
+            if not self.committable(consumer, tp):
+                return None
+            return original(tp)  # type: ignore[no-any-return]
+
+        consumer._new_offset = new_offset
+        seek_to_committed = consumer.seek_to_committed
+
+        async def seek_to_committed_or_beginning() -> Any:
+            committed = await seek_to_committed()
+            fresh = [
+                TopicPartition(tp.topic, tp.partition)
+                for tp, offset in committed.items()
+                if tp.topic in self.topics and (offset is None or offset <= 0)
+            ]
+            if fresh:
+                # A concrete offset, not aiokafka's lazy `seek_to_beginning`: while that reset is
+                # pending the position is None, and Faust's livelock check asserts on it.
+                for tp, offset in (await consumer.earliest_offsets(*fresh)).items():
+                    await consumer.seek(tp, offset)
+            return committed
+
+        consumer.seek_to_committed = seek_to_committed_or_beginning
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("seek back to an unhandled offset failed: %r (the next rebalance re-reads it)", task.exception())

@@ -1,0 +1,146 @@
+"""Faust's own offset choice (the real `Consumer._new_offset`) commits past events its stream
+skipped during a rebalance; behind the guard only handled events are committed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from types import MethodType, SimpleNamespace
+from typing import Any
+
+from faust.transport.consumer import Consumer
+from faust.types import TP
+
+from streams.commit_guard import CommitGuard
+
+TOPIC = "agentstream.routed.v1"
+P0 = TP(TOPIC, 0)
+
+
+def consumer(committed: int | None, acked: list[int]) -> Any:
+    """The state `_new_offset` reads, with Faust's real method bound to it."""
+    seeks: list[tuple[Any, int]] = []
+
+    async def seek(tp: Any, offset: int) -> None:
+        seeks.append((tp, offset))
+
+    c = SimpleNamespace(
+        _acked=defaultdict(list, {P0: list(acked)}),
+        _acked_index=defaultdict(set, {P0: set(acked)}),
+        _gap=defaultdict(list),
+        _committed_offset=defaultdict(lambda: None, {P0: committed}),
+        app=SimpleNamespace(rebalancing=False, consumer_generation_id=4),
+        assignment=lambda: {P0},
+        seek=seek,
+        seeks=seeks,
+        seek_to_committed=None,  # replaced where a test needs it
+    )
+    c._new_offset = MethodType(Consumer._new_offset, c)
+    return c
+
+
+def ack(c: Any, *offsets: int) -> None:
+    for offset in offsets:
+        c._acked[P0].append(offset)
+        c._acked_index[P0].add(offset)
+
+
+def handled(guard: CommitGuard, *offsets: int) -> None:
+    for offset in offsets:
+        guard.finish(SimpleNamespace(tp=P0, offset=offset))
+
+
+def test_faust_alone_commits_past_a_skipped_event() -> None:
+    # Offset 0 is still waiting to be handled, 1 was skipped (flow control suspended) and acked.
+    assert consumer(committed=None, acked=[1])._new_offset(P0) == 2
+    # Off by one: with 5 committed (the next to read) and 5 not acked, 6 alone is committed past it.
+    assert consumer(committed=5, acked=[6])._new_offset(P0) == 7
+
+
+def test_guard_commits_only_handled_events() -> None:
+    guard = CommitGuard()
+    guard.watch([TOPIC])
+    c = consumer(committed=None, acked=[0, 1, 2])
+    guard.install(c)
+    handled(guard, 0, 2)  # 1 was acked by the skip path, never handled
+    assert c._new_offset(P0) == 1
+    assert guard.dropped == 1
+    assert 1 not in c._acked_index[P0], "redelivered 1 must be ackable again"
+
+
+async def test_the_first_event_of_a_partition_skipped_before_any_commit_is_read_again() -> None:
+    # The kill loop's loss: offset 0 was skipped (and acked) during a rebalance, 1 and 2 were
+    # handled; with no committed offset Faust's seek leaves the position at 3.
+    guard = CommitGuard()
+    guard.watch([TOPIC])
+    c = consumer(committed=None, acked=[0, 1, 2])
+    guard.install(c)
+    handled(guard, 1, 2)
+    assert c._new_offset(P0) is None, "nothing may be committed past the skipped event"
+    await asyncio.sleep(0)
+    assert c.seeks == [(P0, 0)], "the partition is read again from the skipped event"
+    assert c._new_offset(P0) is None and c.seeks == [(P0, 0)], "one seek per hole"
+    handled(guard, 0)  # redelivered after the seek, handled this time
+    ack(c, 0)
+    assert c._new_offset(P0) == 3
+
+
+def test_offsets_faust_filled_from_its_gap_bookkeeping_are_not_unhandled() -> None:
+    # A transaction marker has an offset but no message: Faust fills it in `acked` (not in the
+    # acked index); the guard must not take it for a skipped event.
+    guard = CommitGuard()
+    guard.watch([TOPIC])
+    c = consumer(committed=5, acked=[5, 7])
+    c._acked_index[P0] = {5, 7}
+    c._acked[P0].insert(1, 6)  # the marker, left in `acked` by an earlier gap fill
+    guard.install(c)
+    handled(guard, 5, 7)
+    assert c._new_offset(P0) == 8 and guard.dropped == 0
+
+
+def test_guard_refuses_a_hole_at_the_committed_position() -> None:
+    guard = CommitGuard()
+    guard.watch([TOPIC])
+    c = consumer(committed=5, acked=[6, 7])
+    guard.install(c)
+    handled(guard, 6, 7)
+    assert c._new_offset(P0) is None
+    c._acked[P0][:0] = [5]
+    handled(guard, 5)
+    assert c._new_offset(P0) == 8
+
+
+async def test_unwatched_topics_and_forgotten_partitions() -> None:
+    guard = CommitGuard()
+    c = consumer(committed=None, acked=[0, 1])
+    guard.install(c)
+    assert c._new_offset(P0) == 2, "a topic no stage consumes keeps Faust's behaviour"
+    guard.watch([TOPIC])
+    handled(guard, 0, 1)
+    guard.forget([P0])
+    c2 = consumer(committed=None, acked=[0, 1])
+    guard.install(c2)
+    assert c2._new_offset(P0) is None, "what was handled before a revoke is not committed after it"
+
+
+async def test_after_a_rebalance_a_partition_with_nothing_committed_is_read_from_its_beginning() -> None:
+    # aiokafka's seek_to_committed leaves such a partition where its fetch position was: past an
+    # event Faust fetched and dropped while the flow was paused.
+    from aiokafka.structs import TopicPartition
+
+    routed, other, changelog = (TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1),
+                                TopicPartition("app-sessions-changelog", 0))
+    async def seek_to_committed() -> dict[Any, int | None]:
+        return {routed: None, other: 42, changelog: None}
+
+    async def earliest_offsets(*tps: Any) -> dict[Any, int]:
+        return dict.fromkeys(tps, 7)
+
+    c = consumer(committed=None, acked=[])
+    c.seek_to_committed = seek_to_committed  # what the guard wraps
+    c.earliest_offsets = earliest_offsets
+    guard = CommitGuard()
+    guard.watch([TOPIC])
+    guard.install(c)
+    assert await c.seek_to_committed() == {routed: None, other: 42, changelog: None}
+    assert c.seeks == [(routed, 7)], "only guarded input topics, only those with nothing committed"
