@@ -298,12 +298,13 @@ class Control:
 
 @dataclass(slots=True, kw_only=True)
 class BudgetEvent:
-    """A reservation before the first LLM call, or a settlement of what a task used."""
+    """A reservation before the first LLM call, a charge of one recorded LLM call (`settle_id`
+    is then `run@step`), or the settlement of what a task run used."""
 
     SCHEMA: ClassVar[str] = "budget_event"
 
     schema_version: int = 1
-    kind: str  # reserve | settle
+    kind: str  # reserve | charge | settle
     request_id: str
     session_id: str
     user_id: str

@@ -1,4 +1,5 @@
-"""Budget wiring: reservations admit (or refuse) routed requests; settlements count actual use.
+"""Budget wiring: reservations admit (or refuse) routed requests; charges (one per LLM call)
+and settlements (one per task run) count actual use.
 
 Keyed by tenant id, so one tenant's events are decided in order by one worker, and the `budgets`
 table (changelog-backed) holds that tenant's and its users' windows. An admitted request goes on
@@ -16,7 +17,7 @@ import faust
 from streams import channels
 from streams.app import app
 from streams.budgets.estimate import degraded_max_tokens
-from streams.budgets.ledger import RECORD_TTL_MS, reserve, settle
+from streams.budgets.ledger import RECORD_TTL_MS, charge, reserve, settle
 from streams.codecs import get_codec
 from streams.envelope import consume, publish
 from streams.partitioning import partition_for
@@ -54,6 +55,16 @@ async def handle(ev: BudgetEvent, event: Any) -> None:
         value, record, applied = settle(
             budgets.get(ev.tenant_id), budgets.get(rkey), ceilings, ev.tenant_id, ev.user_id, ev.request_id,
             ev.settle_id, ev.tokens, ev.cost_usd, now_ms(),
+        )
+        if applied:
+            budgets[rkey] = record
+            budgets[ev.tenant_id] = value
+        return
+    if ev.kind == "charge":
+        run = ev.settle_id.rsplit("@", 1)[0]
+        value, record, applied = charge(
+            budgets.get(ev.tenant_id), budgets.get(rkey), ceilings, ev.tenant_id, ev.user_id, ev.request_id,
+            run, ev.settle_id, ev.tokens, ev.cost_usd, now_ms(),
         )
         if applied:
             budgets[rkey] = record

@@ -1,8 +1,10 @@
 """Token and cost ceilings as pure functions over one tenant's budget value and one request's
 record (plain JSON; the tenant value stays small: counters and the reservations in flight).
 
-Every request reserves an estimate before its first LLM call and settles its actual usage when its
-task ends (releasing the rest). Reservations are what make concurrent requests safe: all of a
+Every request reserves an estimate before its first LLM call; each LLM call's actual usage is
+charged as soon as the call is recorded (counted, and taken off the reservation), and the task's
+end settles: whatever its recorded steps used beyond the charges (a charge lost in a crash) is
+counted and the rest of the reservation released. Reservations are what make concurrent requests safe: all of a
 tenant's budget events are processed in order on one partition, and each admission counts what
 is already used plus what is reserved. Both operations are idempotent by id (a redelivered event
 changes nothing), so counters stay exact when the stage is retried after a crash.
@@ -129,6 +131,55 @@ def _crossed(
     return None
 
 
+def charge(
+    b: Budget | None,
+    record: Record | None,
+    ceilings: tuple[Ceiling, ...],
+    tenant_id: str,
+    user_id: str,
+    request_id: str,
+    settle_id: str,
+    charge_id: str,
+    tokens: int,
+    cost_usd: float,
+    now_ms: int,
+) -> tuple[Budget, Record, bool]:
+    """Counts one LLM call of a task run (`settle_id`) and takes it off the reservation's hold.
+    False (nothing changes) for a charge already applied or one arriving after its run settled:
+    the settlement counted everything the run's steps recorded."""
+    b = copy.deepcopy(b) if b else new_budget()
+    record = copy.deepcopy(record) if record else {"admission": None, "keys": [], "settled": [], "at_ms": now_ms}
+    charged = record.setdefault("charged", {})
+    if settle_id in record["settled"] or charge_id in charged:
+        return b, record, False
+    charged[charge_id] = [settle_id, tokens, cost_usd]
+    opened = b["open"].get(request_id)
+    if opened is not None:
+        part = {"keys": opened["keys"], "tokens": min(tokens, opened["tokens"]), "cost": min(cost_usd, opened["cost"])}
+        _release(b, part)
+        opened["tokens"] -= part["tokens"]
+        opened["cost"] -= part["cost"]
+    _count(b, _keys_for(record, ceilings, tenant_id, user_id, now_ms), tokens, cost_usd)
+    return b, record, True
+
+
+def _keys_for(
+    record: Record, ceilings: tuple[Ceiling, ...], tenant_id: str, user_id: str, now_ms: int
+) -> list[str]:
+    """A request's first run counts in the windows of its reservation; a follow-up (after human
+    review, hours later perhaps) in the windows of now."""
+    if record["keys"] and not record["settled"]:
+        return list(record["keys"])
+    return [window_key(c, tenant_id, user_id, now_ms) for c in ceilings]
+
+
+def _count(b: Budget, keys: list[str], tokens: int, cost_usd: float) -> None:
+    for key in dict.fromkeys(keys):
+        w = b["windows"].setdefault(key, {"tokens": 0, "cost": 0.0, "held_tokens": 0, "held_cost": 0.0})
+        w["tokens"] += tokens
+        w["cost"] += cost_usd
+
+
 def settle(
     b: Budget | None,
     record: Record | None,
@@ -141,23 +192,20 @@ def settle(
     cost_usd: float,
     now_ms: int,
 ) -> tuple[Budget, Record, bool]:
-    """Counts a task's actual usage and releases its reservation. False for a settle id already
-    applied (a redelivery). The first settlement counts in the reservation's windows; a later
-    one (a follow-up after human review) in the windows of now."""
+    """Ends a task run: `tokens`/`cost_usd` are everything its recorded steps used; what its
+    charges did not count yet is counted now, and the rest of the reservation is released.
+    False for a settle id already applied (a redelivery)."""
     b = copy.deepcopy(b) if b else new_budget()
     record = copy.deepcopy(record) if record else {"admission": None, "keys": [], "settled": [], "at_ms": now_ms}
     if settle_id in record["settled"]:
         return b, record, False
-    first = not record["settled"]
+    charges = [c for c in record.get("charged", {}).values() if c[0] == settle_id]
+    keys = _keys_for(record, ceilings, tenant_id, user_id, now_ms)
     record["settled"].append(settle_id)
     opened = b["open"].pop(request_id, None)
     if opened is not None:
         _release(b, opened)
-    keys = record["keys"] if first and record["keys"] else [window_key(c, tenant_id, user_id, now_ms) for c in ceilings]
-    for key in dict.fromkeys(keys):
-        w = b["windows"].setdefault(key, {"tokens": 0, "cost": 0.0, "held_tokens": 0, "held_cost": 0.0})
-        w["tokens"] += tokens
-        w["cost"] += cost_usd
+    _count(b, keys, max(0, tokens - sum(c[1] for c in charges)), max(0.0, cost_usd - sum(c[2] for c in charges)))
     _prune(b, now_ms)
     return b, record, True
 

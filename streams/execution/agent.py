@@ -90,6 +90,26 @@ async def _settle(executed: Executed) -> None:
     await fut
 
 
+async def _charge(routed: dict[str, Any], _run: str, charge_id: str, tokens: int, cost_usd: float) -> None:
+    """One LLM call's usage, to its tenant's budget partition. Not awaited to the broker: the
+    settlement at the task's end counts whatever a lost charge did not (same producer, same
+    partition, so a charge never arrives after its own settlement)."""
+    if not pipeline_config().budgets:
+        return
+    event = BudgetEvent(
+        kind="charge",
+        request_id=routed["request_id"],
+        session_id=routed["session_id"],
+        user_id=routed["user_id"],
+        tenant_id=routed["tenant_id"],
+        settle_id=charge_id,  # `run@step`: the run is what its settlement is named
+        tokens=tokens,
+        cost_usd=cost_usd,
+        created_ms=now_ms(),
+    )
+    await channels.budget.send(key=routed["tenant_id"].encode(), value=get_codec().encode(event))
+
+
 async def _dead_letter_task(routed: dict[str, Any], reason: str) -> None:
     """A task the runner gave up on: its routed request and the reason, for an operator."""
     record = DeadLetter(
@@ -126,6 +146,7 @@ runner = TaskRunner(
     flush=lambda: app.producer.flush(),
     dead_letter=_dead_letter_task,
     settle=_settle,
+    charge=_charge,
     tracer=tracer(),
     redact=redactor().redact_structured,
     capture_content=_settings.capture_content,

@@ -92,6 +92,11 @@ class TaskRunner:
     # async: settles the task's actual usage against its budget reservation (idempotent by
     # request id and follow-up), after the answer is out and before the task is marked done.
     settle: Callable[[Executed], Awaitable[None]] = field(default=lambda executed: _no_wait())
+    # async (routed task, settle id, charge id, tokens, cost): one recorded LLM call's usage,
+    # counted against the budget at once (the settlement reconciles a charge lost in a crash).
+    charge: Callable[[dict[str, Any], str, str, int, float], Awaitable[None]] = field(
+        default=lambda routed, settle_id, charge_id, tokens, cost: _no_wait()
+    )
     tracer: Tracer = field(default_factory=NoOpTracer)
     redact: Callable[[str], str] = str
     capture_content: bool = True  # gen_ai.input/output.messages on LLM spans (opt-in content)
@@ -282,11 +287,21 @@ class TaskRunner:
                 )
                 step = await self._call_llm(action.index, routed, messages, request_id, trimmed)
                 await self._write_step(sid, request_id, step)
+                await self._charge(sid, routed, step)
             elif isinstance(action, RunTool):
                 await self._run_tool(sid, request_id, routed, action)
             else:
                 await self._finish(sid, request_id, routed, action, span)
                 return
+
+    async def _charge(self, sid: str, routed: dict[str, Any], step: dict[str, Any]) -> None:
+        """The call's usage to the budget stage, priced as the settlement prices the task."""
+        tokens = int(step["input_tokens"]) + int(step["output_tokens"])
+        if not tokens:
+            return
+        run = f"{routed['request_id']}#{int(state.current_task(self.sessions[sid]).get('follow_up', 0))}"
+        cost = self.config_of(routed).cost_usd(routed["model"], int(step["input_tokens"]), int(step["output_tokens"]))
+        await self.charge(routed, run, f"{run}@{step['index']}", tokens, cost)
 
     async def _call_llm(
         self,

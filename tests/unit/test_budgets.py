@@ -60,6 +60,37 @@ def test_settling_counts_the_actual_usage_and_releases_the_rest() -> None:
     assert usage(b, key)["tokens"] == 200
 
 
+def charge(b, rid, settle_id, charge_id, tokens, cost, now):
+    b, RECORDS[rid], applied = ledger.charge(
+        b, RECORDS.get(rid), (USER_DAY,), "t", "u", rid, settle_id, charge_id, tokens, cost, now
+    )
+    return b, applied
+
+
+def test_each_llm_call_is_charged_at_once_and_the_settlement_counts_only_the_rest() -> None:
+    key = window_key(USER_DAY, "t", "u", T0)
+    b, _ = reserve(None, (USER_DAY,), "t", "u", "r1", 400, 0.0, T0)
+    b, applied = charge(b, "r1", "r1#0", "r1#0@0", 120, 0.0, T0 + 1)
+    assert applied and usage(b, key)["tokens"] == 120 and usage(b, key)["held_tokens"] == 280
+    b, again = charge(b, "r1", "r1#0", "r1#0@0", 120, 0.0, T0 + 2)
+    assert not again and usage(b, key)["tokens"] == 120, "a redelivered charge counts once"
+    # The second call's charge was lost in a crash: the settlement (all recorded steps: 120 + 90)
+    # counts the 90 it did not see, and releases the rest of the hold.
+    b, _ = settle(b, (USER_DAY,), "t", "u", "r1", "r1#0", 210, 0.0, T0 + 3)
+    assert usage(b, key)["tokens"] == 210 and usage(b, key)["held_tokens"] == 0
+    b, late = charge(b, "r1", "r1#0", "r1#0@2", 90, 0.0, T0 + 4)
+    assert not late and usage(b, key)["tokens"] == 210, "a charge after its settlement is already counted"
+
+
+def test_a_call_that_used_more_than_reserved_is_counted_in_full_and_blocks_the_next_request() -> None:
+    key = window_key(USER_DAY, "t", "u", T0)
+    b, _ = reserve(None, (USER_DAY,), "t", "u", "r1", 100, 0.0, T0)
+    b, _ = charge(b, "r1", "r1#0", "r1#0@0", 950, 0.0, T0 + 1)
+    assert usage(b, key)["tokens"] == 950 and usage(b, key)["held_tokens"] == 0
+    _, next_one = reserve(b, (USER_DAY,), "t", "u", "r2", 100, 0.0, T0 + 2)
+    assert not next_one.admitted, "the charge is visible before the first task ends"
+
+
 def test_a_redelivered_reservation_gets_the_same_decision_and_holds_once() -> None:
     b, first = reserve(None, (USER_DAY,), "t", "u", "r1", 600, 0.0, T0)
     b, again = reserve(b, (USER_DAY,), "t", "u", "r1", 600, 0.0, T0 + 5)
