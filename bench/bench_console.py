@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sinks.analytics import run_query
 from sinks.clickhouse import connect, migrate
 from sinks.query_server import QueryServer
-from streams.settings import REPO_ROOT
+from streams.config.settings import REPO_ROOT
 
 TOKEN = "bench-console-token-0123456789"
 
@@ -132,7 +132,7 @@ async def main(rows: int, repeat: int) -> None:
     env = {**os.environ, "CLICKHOUSE_URL": url, "AGENTSTREAM_CONSOLE_TOKEN": TOKEN,
            "AGENTSTREAM_DATA_DIR": str(tmp / "data")}
     with open(log, "wb") as fh:
-        console = subprocess.Popen([sys.executable, "-m", "streams.cli", "console", "--port", "0"],
+        console = subprocess.Popen([sys.executable, "-m", "streams.cli.main", "console", "--port", "0"],
                                    env=env, cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT)
     try:
         base = ""

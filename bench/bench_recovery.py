@@ -18,10 +18,10 @@ import uuid
 from pathlib import Path
 
 from streams.client import AgentStreamClient
-from streams.processes import WorkerProcess, environment_for
-from streams.settings import Settings
-from streams.topic_reader import read_all
-from streams.topics import ensure_topics
+from streams.config.settings import Settings
+from streams.kafka.processes import WorkerProcess, environment_for
+from streams.kafka.topic_reader import read_all
+from streams.kafka.topics import ensure_topics
 
 REBUILT = re.compile(
     r"sessions table rebuilt: keys=(\d+) digest=\w+ after ([\d.]+)s \(([\d.]+)s after assignment\)"

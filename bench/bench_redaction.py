@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streams.redaction import Redactor
+from streams.telemetry.redaction import Redactor
 from tests.unit.pii_corpus import NEGATIVE, POSITIVE
 
 

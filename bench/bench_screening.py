@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streams.routing.screening import RuleScreen
+from streams.stages.routing.screening import RuleScreen
 from tests.unit.jailbreak_corpus import ATTACKS, DISGUISED, HAND_ATTACKS, ORDINARY
 
 BASELINE = [

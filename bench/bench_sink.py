@@ -34,9 +34,9 @@ from sinks import rows as R
 from sinks.clickhouse import DATABASE, TABLES, ClickHouseSink, connect, migrate
 from sinks.consumer import SinkStats, run_sink
 from sinks.samples import request_traces
-from streams.codecs import get_codec
-from streams.records import Span
-from streams.redaction import Redactor
+from streams.events.codecs import get_codec
+from streams.events.records import Span
+from streams.telemetry.redaction import Redactor
 
 
 def emit(**fields: Any) -> None:

@@ -24,11 +24,11 @@ from aiokafka import AIOKafkaConsumer
 
 from sinks.analytics import run_query
 from streams.client import AgentStreamClient
-from streams.codecs import get_codec
-from streams.processes import WorkerProcess, environment_for
-from streams.records import Span
-from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.config.settings import Settings
+from streams.events.codecs import get_codec
+from streams.events.records import Span
+from streams.kafka.processes import WorkerProcess, environment_for
+from streams.kafka.topics import ensure_topics
 
 
 def pct(values: list[float], q: float) -> float:

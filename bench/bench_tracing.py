@@ -18,9 +18,9 @@ import uuid
 from pathlib import Path
 
 from streams.client import AgentStreamClient
-from streams.processes import WorkerProcess, environment_for
-from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.config.settings import Settings
+from streams.kafka.processes import WorkerProcess, environment_for
+from streams.kafka.topics import ensure_topics
 
 TEXTS = ["Where is my order 1234?", "Refund $5 for order 1234", "Is the dashboard down?"]
 

@@ -23,7 +23,7 @@ import clickhouse_connect
 from sinks import rows as R
 from sinks.readonly import QUERY_LIMITS
 from sinks.sql import split_statements
-from streams.records import Span
+from streams.events.records import Span
 
 __all__ = [
     "DATABASE",

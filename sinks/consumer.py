@@ -41,8 +41,8 @@ from sinks.clickhouse import (
     stored_offsets,
 )
 from sinks.rows import Redact
-from streams.codecs import DecodeError, get_codec
-from streams.records import DeadLetter, Span, now_ms
+from streams.events.codecs import DecodeError, get_codec
+from streams.events.records import DeadLetter, Span, now_ms
 
 __all__ = ["SinkLoop", "SinkStats", "run_sink"]
 

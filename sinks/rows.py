@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from streams.records import Span
+from streams.events.records import Span
+from streams.telemetry import attributes as attr
 
 __all__ = [
     "CONTENT_ATTRIBUTES",
@@ -136,18 +137,18 @@ REPLAY_REPORT_COLUMNS: tuple[str, ...] = (
     "replay_version",
     "differing",
 )
-# The attribute that marks the one span of a replay run carrying its report (streams/replay_report.py).
-REPLAY_REPORT_MARK = "agentstream.replay.report"
+# The attribute that marks the one span of a replay run carrying its report (streams/replay/report.py).
+REPLAY_REPORT_MARK = attr.AGENTSTREAM_REPLAY_REPORT
 
 # Attributes that carry prompt/answer content: redacted again here (defence in depth; the tracing
 # code redacts before emitting) so personal data never reaches ClickHouse.
 CONTENT_ATTRIBUTES = frozenset(
     {
-        "gen_ai.input.messages",
-        "gen_ai.output.messages",
-        "gen_ai.system_instructions",
-        "gen_ai.tool.call.arguments",
-        "gen_ai.tool.call.result",
+        attr.GEN_AI_INPUT_MESSAGES,
+        attr.GEN_AI_OUTPUT_MESSAGES,
+        attr.GEN_AI_SYSTEM_INSTRUCTIONS,
+        attr.GEN_AI_TOOL_CALL_ARGUMENTS,
+        attr.GEN_AI_TOOL_CALL_RESULT,
     }
 )
 
@@ -221,7 +222,7 @@ def redact_span(span: Span, redact: Redact) -> Span:
         return span
     attributes = dict(_redacted(a, redact))
     if final:
-        for key in ("agentstream.reason", "agentstream.reasons"):
+        for key in (attr.AGENTSTREAM_REASON, attr.AGENTSTREAM_REASONS):
             if key in attributes:
                 attributes[key] = redact(attributes[key])
     events = [
@@ -269,7 +270,7 @@ def otel_traces_row(span: Span, redact: Redact | None = None) -> list[Any]:
 
 def is_chat_span(span: Span) -> bool:
     """An LLM call span (GenAI conventions: operation `chat`, name `chat <model>`)."""
-    op = span.attributes.get("gen_ai.operation.name")
+    op = span.attributes.get(attr.GEN_AI_OPERATION_NAME)
     if op is not None:
         return op == "chat"
     return span.name.startswith("chat ") and span.kind == "Client"
@@ -277,16 +278,16 @@ def is_chat_span(span: Span) -> bool:
 
 def is_final_decision(span: Span) -> bool:
     """The span that carries a request's final decision."""
-    return span.attributes.get("agentstream.decision.final", "").lower() == "true"
+    return span.attributes.get(attr.AGENTSTREAM_DECISION_FINAL, "").lower() == "true"
 
 
 def _request_ids(a: Mapping[str, str]) -> list[str]:
     """request, session, user, tenant: the leading id columns of `llm_calls` and `decisions`."""
     return [
-        a.get("agentstream.request.id", ""),
-        a.get("agentstream.session.id") or a.get("gen_ai.conversation.id", ""),
-        a.get("agentstream.user.id", ""),
-        a.get("agentstream.tenant.id", ""),
+        a.get(attr.AGENTSTREAM_REQUEST_ID, ""),
+        a.get(attr.AGENTSTREAM_SESSION_ID) or a.get(attr.GEN_AI_CONVERSATION_ID, ""),
+        a.get(attr.AGENTSTREAM_USER_ID, ""),
+        a.get(attr.AGENTSTREAM_TENANT_ID, ""),
     ]
 
 
@@ -295,35 +296,35 @@ def llm_call_row(span: Span, redact: Redact | None = None) -> list[Any] | None:
     if not is_chat_span(span):
         return None
     a = span.attributes
-    prompt = a.get("gen_ai.input.messages", "")
-    response = a.get("gen_ai.output.messages", "")
+    prompt = a.get(attr.GEN_AI_INPUT_MESSAGES, "")
+    response = a.get(attr.GEN_AI_OUTPUT_MESSAGES, "")
     if redact is not None:
         prompt, response = redact(prompt), redact(response)
-    status = a.get("agentstream.llm.status") or ("error" if span.status_code == "Error" else "ok")
+    status = a.get(attr.AGENTSTREAM_LLM_STATUS) or ("error" if span.status_code == "Error" else "ok")
     return [
         span.start_time_unix_nano // 1_000_000,  # DateTime64(3) ticks
         span.trace_id,
         span.span_id,
         *_request_ids(a),
-        a.get("agentstream.domain", ""),
-        a.get("gen_ai.provider.name", ""),
-        a.get("gen_ai.request.model", ""),
-        a.get("gen_ai.response.model", ""),
-        _uint(a.get("agentstream.step.index"), _UINT16_MAX),
-        _uint(a.get("gen_ai.request.max_tokens")),
+        a.get(attr.AGENTSTREAM_DOMAIN, ""),
+        a.get(attr.GEN_AI_PROVIDER_NAME, ""),
+        a.get(attr.GEN_AI_REQUEST_MODEL, ""),
+        a.get(attr.GEN_AI_RESPONSE_MODEL, ""),
+        _uint(a.get(attr.AGENTSTREAM_STEP_INDEX), _UINT16_MAX),
+        _uint(a.get(attr.GEN_AI_REQUEST_MAX_TOKENS)),
         prompt,
         response,
-        _str_list(a.get("gen_ai.response.finish_reasons")),
-        _uint(a.get("gen_ai.usage.input_tokens")),
-        _uint(a.get("gen_ai.usage.output_tokens")),
-        _float(a.get("agentstream.cost.usd")),
+        _str_list(a.get(attr.GEN_AI_RESPONSE_FINISH_REASONS)),
+        _uint(a.get(attr.GEN_AI_USAGE_INPUT_TOKENS)),
+        _uint(a.get(attr.GEN_AI_USAGE_OUTPUT_TOKENS)),
+        _float(a.get(attr.AGENTSTREAM_COST_USD)),
         max(span.end_time_unix_nano - span.start_time_unix_nano, 0) / 1e6,
         status,
-        a.get("error.type", ""),
-        _flag(a.get("agentstream.context.trimmed")),
-        _uint(a.get("agentstream.context.trimmed_chars")),
-        a.get("agentstream.config.version", ""),
-        a.get("agentstream.rollout.arm", ""),
+        a.get(attr.ERROR_TYPE, ""),
+        _flag(a.get(attr.AGENTSTREAM_CONTEXT_TRIMMED)),
+        _uint(a.get(attr.AGENTSTREAM_CONTEXT_TRIMMED_CHARS)),
+        a.get(attr.AGENTSTREAM_CONFIG_VERSION, ""),
+        a.get(attr.AGENTSTREAM_ROLLOUT_ARM, ""),
     ]
 
 
@@ -336,8 +337,8 @@ def decision_row(span: Span, redact: Redact | None = None) -> list[Any] | None:
     if not is_final_decision(span):
         return None
     a = span.attributes
-    reasons = _str_list(a.get("agentstream.reasons"))
-    reason = a.get("agentstream.reason", "")
+    reasons = _str_list(a.get(attr.AGENTSTREAM_REASONS))
+    reason = a.get(attr.AGENTSTREAM_REASON, "")
     if redact is not None:
         reasons, reason = [redact(r) for r in reasons], redact(reason)
     return [
@@ -345,22 +346,22 @@ def decision_row(span: Span, redact: Redact | None = None) -> list[Any] | None:
         span.trace_id,
         span.span_id,
         *_request_ids(a),
-        a.get("agentstream.route", ""),
-        a.get("gen_ai.request.model", ""),
-        a.get("agentstream.rollout.arm", ""),
-        a.get("agentstream.verdict", ""),
+        a.get(attr.AGENTSTREAM_ROUTE, ""),
+        a.get(attr.GEN_AI_REQUEST_MODEL, ""),
+        a.get(attr.AGENTSTREAM_ROLLOUT_ARM, ""),
+        a.get(attr.AGENTSTREAM_VERDICT, ""),
         reasons,
-        _flag(a.get("agentstream.escalated")),
-        a.get("agentstream.status", ""),
+        _flag(a.get(attr.AGENTSTREAM_ESCALATED)),
+        a.get(attr.AGENTSTREAM_STATUS, ""),
         reason,
-        a.get("agentstream.language", ""),
-        _uint(a.get("gen_ai.usage.input_tokens")),
-        _uint(a.get("gen_ai.usage.output_tokens")),
-        _float(a.get("agentstream.cost.usd")),
-        _float(a.get("agentstream.latency_ms")),
-        _uint(a.get("agentstream.llm_calls"), _UINT16_MAX),
-        a.get("agentstream.config.version", ""),
-        a.get("agentstream.complexity", ""),
+        a.get(attr.AGENTSTREAM_LANGUAGE, ""),
+        _uint(a.get(attr.GEN_AI_USAGE_INPUT_TOKENS)),
+        _uint(a.get(attr.GEN_AI_USAGE_OUTPUT_TOKENS)),
+        _float(a.get(attr.AGENTSTREAM_COST_USD)),
+        _float(a.get(attr.AGENTSTREAM_LATENCY_MS)),
+        _uint(a.get(attr.AGENTSTREAM_LLM_CALLS), _UINT16_MAX),
+        a.get(attr.AGENTSTREAM_CONFIG_VERSION, ""),
+        a.get(attr.AGENTSTREAM_COMPLEXITY, ""),
     ]
 
 
@@ -374,7 +375,7 @@ def replay_report_row(span: Span) -> list[Any] | None:
     if a.get(REPLAY_REPORT_MARK, "").lower() != "true":
         return None
     try:
-        summary = json.loads(a.get("agentstream.replay.summary", "{}"))
+        summary = json.loads(a.get(attr.AGENTSTREAM_REPLAY_SUMMARY, "{}"))
     except ValueError:
         summary = {}
     if not isinstance(summary, dict):
@@ -390,7 +391,7 @@ def replay_report_row(span: Span) -> list[Any] | None:
 
     return [
         span.end_time_unix_nano // 1_000_000,  # DateTime64(3) ticks
-        a.get("agentstream.replay.id", "") or span.span_id,
+        a.get(attr.AGENTSTREAM_REPLAY_ID, "") or span.span_id,
         text("mode"),
         text("namespace"),
         text("source_namespace"),
@@ -407,5 +408,5 @@ def replay_report_row(span: Span) -> list[Any] | None:
         _uint(number("skipped_unanswered")),
         text("original_version"),
         text("replay_version"),
-        a.get("agentstream.replay.differing", "[]"),
+        a.get(attr.AGENTSTREAM_REPLAY_DIFFERING, "[]"),
     ]

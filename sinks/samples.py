@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from streams.records import Span, SpanEvent
+from streams.events.records import Span, SpanEvent
+from streams.telemetry import attributes as attr
 
 __all__ = ["request_trace", "request_traces"]
 
@@ -36,10 +37,10 @@ def request_trace(
     trace_id = _hex(f"{seed}:{i}:trace", 32)
     rid, sid, uid = f"{seed}-req-{i}", f"{seed}-sess-{i % 97}", f"user-{i % users}"
     ids = {
-        "agentstream.request.id": rid,
-        "agentstream.session.id": sid,
-        "agentstream.user.id": uid,
-        "agentstream.tenant.id": "acme",
+        attr.AGENTSTREAM_REQUEST_ID: rid,
+        attr.AGENTSTREAM_SESSION_ID: sid,
+        attr.AGENTSTREAM_USER_ID: uid,
+        attr.AGENTSTREAM_TENANT_ID: "acme",
     }
     start = t0_ns + i * 1_000_000  # 1 ms apart
     router_id, agent_id = _hex(f"{seed}:{i}:router", 16), _hex(f"{seed}:{i}:agent", 16)
@@ -59,7 +60,7 @@ def request_trace(
             attributes={
                 "messaging.system": "kafka",
                 "messaging.destination.name": f"agentstream.{topic}.v1",
-                "agentstream.stage": name,
+                attr.AGENTSTREAM_STAGE: name,
                 **ids,
             },
             status_code="Ok",
@@ -76,31 +77,31 @@ def request_trace(
         in_tok, out_tok, cost = in_tok + i_tok, out_tok + o_tok, cost + c
         failed = llm_status == "error"
         attrs = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": "simulator",
-            "gen_ai.request.model": model,
-            "gen_ai.request.max_tokens": "512",
-            "gen_ai.response.model": model,
-            "gen_ai.response.finish_reasons": json.dumps(["stop"]),
-            "gen_ai.usage.input_tokens": str(i_tok),
-            "gen_ai.usage.output_tokens": str(o_tok),
-            "gen_ai.conversation.id": sid,
-            "gen_ai.input.messages": json.dumps([{"role": "user", "content": prompt}]),
-            "gen_ai.output.messages": json.dumps(
+            attr.GEN_AI_OPERATION_NAME: "chat",
+            attr.GEN_AI_PROVIDER_NAME: "simulator",
+            attr.GEN_AI_REQUEST_MODEL: model,
+            attr.GEN_AI_REQUEST_MAX_TOKENS: "512",
+            attr.GEN_AI_RESPONSE_MODEL: model,
+            attr.GEN_AI_RESPONSE_FINISH_REASONS: json.dumps(["stop"]),
+            attr.GEN_AI_USAGE_INPUT_TOKENS: str(i_tok),
+            attr.GEN_AI_USAGE_OUTPUT_TOKENS: str(o_tok),
+            attr.GEN_AI_CONVERSATION_ID: sid,
+            attr.GEN_AI_INPUT_MESSAGES: json.dumps([{"role": "user", "content": prompt}]),
+            attr.GEN_AI_OUTPUT_MESSAGES: json.dumps(
                 [{"role": "assistant", "content": f"Answer {i}.{step}"}]
             ),
-            "agentstream.domain": domain,
-            "agentstream.config.version": "v1",
-            "agentstream.rollout.arm": "control" if i % 2 else "candidate",
-            "agentstream.cost.usd": f"{c:.6f}",
-            "agentstream.llm.status": llm_status,
-            "agentstream.step.index": str(step),
-            "agentstream.context.trimmed": "true" if i % 5 == 0 else "false",
-            "agentstream.context.trimmed_chars": "200" if i % 5 == 0 else "0",
+            attr.AGENTSTREAM_DOMAIN: domain,
+            attr.AGENTSTREAM_CONFIG_VERSION: "v1",
+            attr.AGENTSTREAM_ROLLOUT_ARM: "control" if i % 2 else "candidate",
+            attr.AGENTSTREAM_COST_USD: f"{c:.6f}",
+            attr.AGENTSTREAM_LLM_STATUS: llm_status,
+            attr.AGENTSTREAM_STEP_INDEX: str(step),
+            attr.AGENTSTREAM_CONTEXT_TRIMMED: "true" if i % 5 == 0 else "false",
+            attr.AGENTSTREAM_CONTEXT_TRIMMED_CHARS: "200" if i % 5 == 0 else "0",
             **ids,
         }
         if failed:
-            attrs["error.type"] = "timeout"
+            attrs[attr.ERROR_TYPE] = "timeout"
         spans.append(
             Span(
                 trace_id=trace_id,
@@ -115,7 +116,7 @@ def request_trace(
                 end_time_unix_nano=t + 35_000_000 + (i % 11) * 1_000_000,
                 attributes=attrs,
                 status_code="Error" if failed else "Unset",
-                events=[SpanEvent(time_unix_nano=t + 1000, name="gen_ai.choice")],
+                events=[SpanEvent(time_unix_nano=t + 1000, name=attr.GEN_AI_CHOICE_EVENT)],
             )
         )
     verify = stage(
@@ -128,22 +129,22 @@ def request_trace(
     )
     verify.attributes.update(
         {
-            "agentstream.decision.final": "true",
-            "agentstream.route": domain,
-            "gen_ai.request.model": model,
-            "agentstream.rollout.arm": "control" if i % 2 else "candidate",
-            "agentstream.verdict": "pass" if status == "ok" else status,
-            "agentstream.reasons": json.dumps([] if status == "ok" else [f"{status} reason"]),
-            "agentstream.escalated": "true" if status == "escalated" else "false",
-            "agentstream.status": status,
-            "agentstream.reason": "answered" if status == "ok" else status,
-            "agentstream.config.version": "v1",
-            "agentstream.latency_ms": f"{50.0 + 40.0 * llm_calls + i % 13:.1f}",
-            "gen_ai.usage.input_tokens": str(in_tok),
-            "gen_ai.usage.output_tokens": str(out_tok),
-            "agentstream.cost.usd": f"{cost:.6f}",
-            "agentstream.language": "en",
-            "agentstream.llm_calls": str(llm_calls),
+            attr.AGENTSTREAM_DECISION_FINAL: "true",
+            attr.AGENTSTREAM_ROUTE: domain,
+            attr.GEN_AI_REQUEST_MODEL: model,
+            attr.AGENTSTREAM_ROLLOUT_ARM: "control" if i % 2 else "candidate",
+            attr.AGENTSTREAM_VERDICT: "pass" if status == "ok" else status,
+            attr.AGENTSTREAM_REASONS: json.dumps([] if status == "ok" else [f"{status} reason"]),
+            attr.AGENTSTREAM_ESCALATED: "true" if status == "escalated" else "false",
+            attr.AGENTSTREAM_STATUS: status,
+            attr.AGENTSTREAM_REASON: "answered" if status == "ok" else status,
+            attr.AGENTSTREAM_CONFIG_VERSION: "v1",
+            attr.AGENTSTREAM_LATENCY_MS: f"{50.0 + 40.0 * llm_calls + i % 13:.1f}",
+            attr.GEN_AI_USAGE_INPUT_TOKENS: str(in_tok),
+            attr.GEN_AI_USAGE_OUTPUT_TOKENS: str(out_tok),
+            attr.AGENTSTREAM_COST_USD: f"{cost:.6f}",
+            attr.AGENTSTREAM_LANGUAGE: "en",
+            attr.AGENTSTREAM_LLM_CALLS: str(llm_calls),
         }
     )
     spans.append(verify)

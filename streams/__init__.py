@@ -1,0 +1,21 @@
+"""agentstream: an event-sourced pipeline for AI-agent requests on Kafka and Faust.
+
+Where things live (a request's path, top to bottom):
+
+- `client`: the client API (publish a request, read its committed response).
+- `events/`: `records` (the dataclasses on the wire), `codecs` (Avro single-object encoding).
+- `kafka/`: `app` (the Faust app), `topics` (names, partition counts, creation),
+  `stream_topics` (the app's topic objects), `partitioning`, `topic_reader`, `envelope`
+  (decode → handle → dead-letter → finish), `commit_guard`, `processes` (worker subprocesses).
+- `stages/`: `routing` → `budgets` → `execution` → `verification` → `responding`, plus
+  `reviewing` (human decisions) and `monitoring` (windowed metrics, rollback); `compose`
+  registers them all on the app.
+- `state/`: `sessions` (session, task and step values), `tables` (the Faust tables).
+- `config/`: `settings` (environment), `pipeline` (the versioned config file), `services`
+  (provider, tracer, tool ledger, redactor: built on first use).
+- `telemetry/`: `tracing`, `span_pump` (spans to Kafka), `redaction`.
+- `llm/`: providers (OpenAI-compatible, simulator, recorded), retries.
+- `control/`: rollout state and the control-topic watcher.
+- `replay/`: shadow runs (`shadow`) and their diff (`report`).
+- `console/`: the web console. `cli/`: the `agentstream` commands, one module per group.
+"""

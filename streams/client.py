@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams import topics
-from streams.codecs import DecodeError, get_codec
-from streams.records import ContextMessage, Request, Response, now_ms
+from streams.events.codecs import DecodeError, get_codec
+from streams.events.records import ContextMessage, Request, Response, now_ms
+from streams.kafka import topics
 
 
 class ResponseTimeout(TimeoutError):

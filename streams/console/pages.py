@@ -39,7 +39,7 @@ from streams.console.queries import (
     session_requests_query,
 )
 from streams.console.sources import Sources
-from streams.records import now_ms
+from streams.events.records import now_ms
 
 __all__ = ["CONSOLE", "STARTED", "Console", "routes"]
 
@@ -193,8 +193,8 @@ async def review(request: web.Request, flashes: list[dict[str, str]] | None = No
 
 async def decide(request: web.Request) -> web.StreamResponse:
     """POST /review/{request_id}: approve, edit or reject, published as `agentstream review` does."""
-    from streams.cli_review import DecisionInvalid, build_decision
-    from streams.reviewing.queue import last_decision
+    from streams.cli.review import DecisionInvalid, build_decision
+    from streams.stages.reviewing.queue import last_decision
 
     c = _console(request)
     request_id = request.match_info["request_id"]

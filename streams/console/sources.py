@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sinks.analytics import run_query, trace_tree
-from streams.config import PipelineConfig
+from streams.config.pipeline import PipelineConfig
+from streams.config.settings import Settings
 from streams.console.queries import Query
-from streams.records import HumanDecision, Response
-from streams.redaction import Redactor
-from streams.reviewing.queue import PendingReview
-from streams.settings import Settings
-from streams.topic_reader import read_all
-from streams.topics import RESPONSES
+from streams.events.records import HumanDecision, Response
+from streams.kafka.topic_reader import read_all
+from streams.kafka.topics import RESPONSES
+from streams.stages.reviewing.queue import PendingReview
+from streams.telemetry.redaction import Redactor
 
 __all__ = ["Sources"]
 
@@ -55,7 +55,7 @@ class Sources:
         return await asyncio.to_thread(trace_tree, self.clickhouse_url, request_id)
 
     async def review_state(self) -> tuple[list[PendingReview], list[HumanDecision]]:
-        from streams.cli_review import review_state
+        from streams.cli.review import review_state
 
         return await review_state()
 
@@ -74,7 +74,7 @@ class Sources:
 
     async def follow_ups(self, request_ids: set[str]) -> list[Response]:
         """Follow-up answers (after a human decision) to these requests."""
-        from streams.codecs import DecodeError, get_codec
+        from streams.events.codecs import DecodeError, get_codec
 
         if not request_ids:
             return []
@@ -89,11 +89,11 @@ class Sources:
         return out
 
     async def publish(self, decision: HumanDecision) -> None:
-        from streams.cli_review import publish_decision
+        from streams.cli.review import publish_decision
 
         await publish_decision(decision)
 
     async def status(self) -> dict[str, Any]:
-        from streams.cli_status import status_report
+        from streams.cli.status import status_report
 
         return await status_report()

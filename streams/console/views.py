@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.config import MonitorConfig
+from streams.config.pipeline import MonitorConfig
 from streams.console import charts
 from streams.console.queries import Cursor, Window
-from streams.records import HumanDecision, Response
-from streams.reviewing.queue import PendingReview
+from streams.events.records import HumanDecision, Response
+from streams.stages.reviewing.queue import PendingReview
+from streams.telemetry import attributes as attr
 
 Row = dict[str, Any]
 Redact = Callable[[str], str]
@@ -197,7 +198,7 @@ def trace_model(tree: Mapping[str, Any]) -> TraceModel:
         anchor = f"llm-{i}" if node.get("llm") else ""
         attrs = node.get("attributes") or {}
         label = str(node["name"])
-        tool = attrs.get("gen_ai.tool.name")
+        tool = attrs.get(attr.GEN_AI_TOOL_NAME)
         if tool and tool not in label:
             label = f"{label} ({tool})"
         bars.append(charts.Span(label, depth, _ms(node["start"]) - t0, float(node["duration_ms"]),

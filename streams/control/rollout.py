@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from streams.config import PipelineConfig
-from streams.records import Control
+from streams.config.pipeline import PipelineConfig
+from streams.events.records import Control
 
 ROLLOUT = "rollout"  # the control record's name (and Kafka key) for the rollout
 

@@ -9,8 +9,8 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.codecs import DecodeError, get_codec
-from streams.records import Control
+from streams.events.codecs import DecodeError, get_codec
+from streams.events.records import Control
 
 log = logging.getLogger(__name__)
 

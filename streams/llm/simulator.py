@@ -751,7 +751,7 @@ class SimulatedProvider:
 
         if "jailbreak classifier" in turn.system:
             # Standing in for a guard model: the rule screen's score, phrased as a model would.
-            from streams.routing.screening import RuleScreen
+            from streams.stages.routing.screening import RuleScreen
 
             user = next((m for m in reversed(request.messages) if m.get("role") == "user"), {})
             score = RuleScreen().assess(_text_of(user.get("content"))).score

@@ -13,8 +13,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from sinks.analytics import QueryError, run_query
-from streams.codecs import get_codec
-from streams.records import Request, Response, now_ms
+from streams.events.codecs import get_codec
+from streams.events.records import Request, Response, now_ms
 from tests.integration.harness import Pipeline
 
 TOOL_TEXT = "Refund ${amount} for order 1234"

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from sinks.clickhouse import connect
-from streams.codecs import get_codec
-from streams.processes import WorkerProcess
-from streams.records import Span
+from streams.events.codecs import get_codec
+from streams.events.records import Span
+from streams.kafka.processes import WorkerProcess
 from tests.faults.load import Load, count, report, settle, stored_spans, where_lost
 from tests.integration.conftest import _launcher
 from tests.integration.harness import Pipeline

@@ -10,8 +10,8 @@ import time
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streams.codecs import HEADER_LEN, get_codec
-from streams.records import ContextMessage, DeadLetter, Request, now_ms
+from streams.events.codecs import HEADER_LEN, get_codec
+from streams.events.records import ContextMessage, DeadLetter, Request, now_ms
 from tests.faults.load import count, report, settle
 from tests.integration.harness import Pipeline
 

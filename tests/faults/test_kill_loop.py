@@ -10,7 +10,7 @@ import time
 import pytest
 
 from sinks.analytics import run_query
-from streams.processes import WorkerProcess
+from streams.kafka.processes import WorkerProcess
 from tests.faults.load import Load, count, report, settle, where_lost
 from tests.integration.harness import Pipeline
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.config import DEFAULT_CONFIG
+from streams.config.pipeline import DEFAULT_CONFIG
 from tests.faults.load import Load, count, report, settle
 from tests.integration.harness import Pipeline
 

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from sinks.clickhouse import connect
-from streams.codecs import get_codec
-from streams.processes import WorkerProcess
-from streams.records import Span
+from streams.events.codecs import get_codec
+from streams.events.records import Span
+from streams.kafka.processes import WorkerProcess
 from tests.faults.load import Load, count, report, settle, stored_spans
 from tests.integration.harness import Pipeline
 

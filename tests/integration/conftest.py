@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.settings import REPO_ROOT
+from streams.config.settings import REPO_ROOT
 from tests.integration.harness import Pipeline
 
 

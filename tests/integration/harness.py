@@ -14,13 +14,13 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from streams.client import AgentStreamClient
-from streams.codecs import get_codec
-from streams.execution.tools import ToolLedger
-from streams.processes import WorkerProcess, environment_for
-from streams.records import Response
-from streams.settings import Settings
-from streams.topic_reader import read_all
-from streams.topics import ensure_topics
+from streams.config.settings import Settings
+from streams.events.codecs import get_codec
+from streams.events.records import Response
+from streams.kafka.processes import WorkerProcess, environment_for
+from streams.kafka.topic_reader import read_all
+from streams.kafka.topics import ensure_topics
+from streams.stages.execution.tools import ToolLedger
 
 
 @dataclass

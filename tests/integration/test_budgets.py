@@ -10,13 +10,13 @@ import subprocess
 import sys
 import uuid
 
-from streams.budgets.estimate import reservation
-from streams.budgets.ledger import Ceiling, window_key
-from streams.codecs import get_codec
-from streams.config import DEFAULT_CONFIG, load_config
-from streams.records import Request, Response, now_ms
-from streams.routing.logic import route
-from streams.topic_reader import read_all
+from streams.config.pipeline import DEFAULT_CONFIG, load_config
+from streams.events.codecs import get_codec
+from streams.events.records import Request, Response, now_ms
+from streams.kafka.topic_reader import read_all
+from streams.stages.budgets.estimate import reservation
+from streams.stages.budgets.ledger import Ceiling, window_key
+from streams.stages.routing.logic import route
 from tests.integration.harness import Pipeline
 
 TEXT = "Where is my order 1234?"
@@ -71,7 +71,7 @@ async def test_fifty_concurrent_requests_against_a_ceiling_of_ten(pipeline: Pipe
     assert window["tokens"] == sum(a.input_tokens + a.output_tokens for a in ok) > 0
     assert window["held_tokens"] == 0
     status = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "streams.cli", "status", "--json"],
+        subprocess.run, [sys.executable, "-m", "streams.cli.main", "status", "--json"],
         env=pipeline.env(), capture_output=True, text=True, timeout=120,
     )
     assert status.returncode == 0, status.stderr

@@ -27,10 +27,10 @@ from typing import Any
 import pytest
 
 from sinks.analytics import run_query
-from streams.config import load_config
-from streams.processes import WorkerProcess
-from streams.replay_report import publish_report, report_span
-from streams.settings import REPO_ROOT
+from streams.config.pipeline import load_config
+from streams.config.settings import REPO_ROOT
+from streams.kafka.processes import WorkerProcess
+from streams.replay.report import publish_report, report_span
 from tests.integration.harness import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -127,7 +127,7 @@ async def test_console_pages_in_a_browser(bootstrap: str, tmp_path: Path, browse
     console_log = tmp_path / "console.log"
     with open(console_log, "wb") as fh:
         console = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "console", "--port", "0", "--reviewer", "selenium"],
+            [sys.executable, "-m", "streams.cli.main", "console", "--port", "0", "--reviewer", "selenium"],
             env={**pipeline.env(), "AGENTSTREAM_CONSOLE_TOKEN": TOKEN},
             cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT,
         )

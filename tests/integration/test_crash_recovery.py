@@ -156,7 +156,7 @@ async def test_a_zombie_write_in_the_changelog_is_skipped_on_rebuild(pipeline: P
     rebuild keeps the new owner's state (the zombie's write is in the changelog but not applied)."""
     from aiokafka import AIOKafkaProducer
 
-    from streams.partitioning import partition_for
+    from streams.kafka.partitioning import partition_for
 
     first = pipeline.start_worker()
     await pipeline.wait_ready(first)

@@ -7,8 +7,8 @@ import collections
 import time
 import uuid
 
-from streams.codecs import get_codec
-from streams.records import DeadLetter, Escalation, Request, Routed, Span, now_ms
+from streams.events.codecs import get_codec
+from streams.events.records import DeadLetter, Escalation, Request, Routed, Span, now_ms
 from tests.integration.harness import Pipeline
 
 CASES = [
@@ -106,8 +106,8 @@ def test_the_readme_demo_runs_end_to_end(bootstrap: str, tmp_path) -> None:
     import subprocess
     import sys
 
-    from streams.processes import environment_for
-    from streams.settings import REPO_ROOT, Settings
+    from streams.config.settings import REPO_ROOT, Settings
+    from streams.kafka.processes import environment_for
 
     env = environment_for(
         Settings(
@@ -115,7 +115,7 @@ def test_the_readme_demo_runs_end_to_end(bootstrap: str, tmp_path) -> None:
         )
     )
     out = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "demo"],
+        [sys.executable, "-m", "streams.cli.main", "demo"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -9,8 +9,8 @@ import subprocess
 import sys
 import uuid
 
-from streams.codecs import get_codec
-from streams.records import DeadLetter, HumanDecision, now_ms
+from streams.events.codecs import get_codec
+from streams.events.records import DeadLetter, HumanDecision, now_ms
 from tests.integration.harness import Pipeline
 
 REFUND_250 = "I was charged twice, refund 250 dollars on order #77"
@@ -19,7 +19,7 @@ REFUND_250 = "I was charged twice, refund 250 dollars on order #77"
 async def _cli(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "streams.cli", "review", *args],
+        [sys.executable, "-m", "streams.cli.main", "review", *args],
         env=pipeline.env(),
         capture_output=True,
         text=True,

@@ -11,9 +11,9 @@ import sys
 import time
 import uuid
 
-from streams.codecs import get_codec
-from streams.config import DEFAULT_CONFIG, load_config
-from streams.records import Control
+from streams.config.pipeline import DEFAULT_CONFIG, load_config
+from streams.events.codecs import get_codec
+from streams.events.records import Control
 from tests.integration.harness import Pipeline
 
 FLAKY = """
@@ -37,7 +37,7 @@ async def test_a_failing_candidate_is_rolled_back_within_a_window(pipeline: Pipe
     worker = pipeline.start_worker()
     await pipeline.wait_ready(worker)
     set_50 = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "streams.cli", "rollout", "set", "50", "--json"],
+        subprocess.run, [sys.executable, "-m", "streams.cli.main", "rollout", "set", "50", "--json"],
         env=pipeline.env(), capture_output=True, text=True, timeout=120,
     )
     assert set_50.returncode == 0, set_50.stderr
@@ -82,7 +82,7 @@ async def test_a_failing_candidate_is_rolled_back_within_a_window(pipeline: Pipe
     assert any(b"automatic rollback" in (m.value or b"") for m in spans), "the rollback is on a span"
 
     status = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "streams.cli", "status", "--json"],
+        subprocess.run, [sys.executable, "-m", "streams.cli.main", "status", "--json"],
         env=pipeline.env(), capture_output=True, text=True, timeout=120,
     )
     assert status.returncode == 0, status.stderr

@@ -10,9 +10,9 @@ import sys
 import time
 import uuid
 
-from streams.config import load_config
+from streams.config.pipeline import load_config
 from streams.control.rollout import stable_bucket
-from streams.records import Response
+from streams.events.records import Response
 from tests.integration.harness import Pipeline
 
 CFG = load_config()
@@ -20,7 +20,7 @@ CFG = load_config()
 
 async def _rollout(pipeline: Pipeline, *args: str) -> dict:
     done = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "streams.cli", "rollout", *args, "--json"],
+        subprocess.run, [sys.executable, "-m", "streams.cli.main", "rollout", *args, "--json"],
         env=pipeline.env(), capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr

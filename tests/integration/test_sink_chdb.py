@@ -27,8 +27,8 @@ from sinks.clickhouse import DDL_DIR, ClickHouseSink, connect, migrate
 from sinks.query_server import QueryServer
 from sinks.samples import request_trace, request_traces
 from sinks.sql import ReadOnlyViolation, split_statements
-from streams.redaction import Redactor
-from streams.settings import REPO_ROOT
+from streams.config.settings import REPO_ROOT
+from streams.telemetry.redaction import Redactor
 
 pytestmark = pytest.mark.integration
 
@@ -380,7 +380,7 @@ def test_cli_query_and_trace(client: Any, url: str) -> None:
     client.close()  # let the CLI process open the directory
     env = {**os.environ, "CLICKHOUSE_URL": url}
     run = lambda *args: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "streams.cli.main", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -22,8 +22,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sinks.clickhouse import connect, migrate
 from sinks.consumer import SinkStats, run_sink
 from sinks.samples import request_traces
-from streams.codecs import get_codec
-from streams.records import DeadLetter, Span
+from streams.events.codecs import get_codec
+from streams.events.records import DeadLetter, Span
 
 pytestmark = pytest.mark.integration
 

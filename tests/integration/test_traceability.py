@@ -16,11 +16,11 @@ import pytest
 import pytest_asyncio
 
 from sinks.analytics import run_query
-from streams.codecs import get_codec
-from streams.config import DEFAULT_CONFIG, load_config
-from streams.processes import WorkerProcess
-from streams.records import Executed, Response
-from streams.replay import replay
+from streams.config.pipeline import DEFAULT_CONFIG, load_config
+from streams.events.codecs import get_codec
+from streams.events.records import Executed, Response
+from streams.kafka.processes import WorkerProcess
+from streams.replay.shadow import replay
 from tests.integration.harness import Pipeline
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -1,10 +1,10 @@
 import json
 
-from streams.config import load_config
-from streams.execution.breaker import CircuitBreaker
-from streams.execution.logic import CallLLM, Finish, RunTool, idempotency_key, plan_next
-from streams.execution.policy import hold_reason
+from streams.config.pipeline import load_config
 from streams.llm.base import ToolCall
+from streams.stages.execution.breaker import CircuitBreaker
+from streams.stages.execution.logic import CallLLM, Finish, RunTool, idempotency_key, plan_next
+from streams.stages.execution.policy import hold_reason
 
 CFG = load_config()
 
@@ -106,7 +106,7 @@ def test_circuit_breaker_opens_and_half_opens() -> None:
 
 
 def test_context_is_trimmed_oldest_first_and_counted() -> None:
-    from streams.execution.logic import build_messages
+    from streams.stages.execution.logic import build_messages
 
     domain = CFG.domains["billing"]
     history = [{"role": "user", "content": "a" * 100}, {"role": "assistant", "content": "b" * 50}]
@@ -118,7 +118,7 @@ def test_context_is_trimmed_oldest_first_and_counted() -> None:
 
 
 def test_sessions_expire_only_when_idle_and_empty() -> None:
-    from streams import sessions as state
+    from streams.state import sessions as state
 
     s, fresh = state.enqueue(None, {"request_id": "r", "session_id": "s", "user_id": "u", "tenant_id": "t"}, 0)
     assert fresh and not state.expired(s, state.SESSION_TTL_MS + 1), "a queued task keeps it alive"
@@ -139,7 +139,7 @@ def test_refund_amounts_that_are_not_positive_numbers_are_held_never_run() -> No
 
 
 def test_small_refunds_that_add_up_past_the_session_limit_are_held() -> None:
-    from streams.execution.policy import refunded
+    from streams.stages.execution.policy import refunded
 
     def finished(rid: str, amount: float, created_ms: int) -> dict:
         steps = tool(1, "issue_refund", {"order_id": "1", "amount": amount}, "c1")

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams.budgets import ledger
-from streams.budgets.ledger import Ceiling, period, usage, window_key
+from streams.stages.budgets import ledger
+from streams.stages.budgets.ledger import Ceiling, period, usage, window_key
 
 T0 = int(datetime(2026, 11, 28, 16, 30, tzinfo=UTC).timestamp() * 1000)
 USER_DAY = Ceiling("user", "day", max_tokens=1_000)
@@ -136,7 +136,7 @@ def test_a_degraded_ceiling_admits_on_the_cheaper_estimate_and_says_why() -> Non
 
 
 def test_budget_ceilings_come_from_the_config_file(tmp_path) -> None:
-    from streams.config import DEFAULT_CONFIG, ConfigError, load_config
+    from streams.config.pipeline import DEFAULT_CONFIG, ConfigError, load_config
 
     path = tmp_path / "c.toml"
     path.write_text(DEFAULT_CONFIG.read_text() + '\n[[budgets.ceilings]]\nscope = "tenant"\nwindow = "month"\nmax_cost_usd = 50.0\n')

@@ -15,8 +15,8 @@ import avro.io
 import avro.schema
 import pytest
 
-from streams import records as r
-from streams.codecs import (
+from streams.events import records as r
+from streams.events.codecs import (
     HEADER_LEN,
     MARKER,
     SCHEMA_DIR,
@@ -163,7 +163,7 @@ def _samples() -> dict[str, object]:
             kind="Internal",
             service_name="agentstream-executor",
             resource_attributes={"service.version": "0.1.0", "host.name": "w1"},
-            scope_name="streams.execution",
+            scope_name="streams.stages.execution",
             scope_version="0.1.0",
             start_time_unix_nano=T0 * 1_000_000,
             end_time_unix_nano=T0 * 1_000_000 + 900_000_123,

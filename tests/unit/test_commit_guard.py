@@ -11,7 +11,7 @@ from typing import Any
 from faust.transport.consumer import Consumer
 from faust.types import TP
 
-from streams.commit_guard import CommitGuard
+from streams.kafka.commit_guard import CommitGuard
 
 TOPIC = "agentstream.routed.v1"
 P0 = TP(TOPIC, 0)

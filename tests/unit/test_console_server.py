@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from streams.config import load_config
+from streams.config.pipeline import load_config
 from streams.console.auth import Auth, host_name, origin_allowed
 from streams.console.queries import Query
 from streams.console.server import build_app, cookie_name
-from streams.records import Escalation, HumanDecision
-from streams.redaction import Redactor
-from streams.reviewing.queue import PendingReview
+from streams.events.records import Escalation, HumanDecision
+from streams.stages.reviewing.queue import PendingReview
+from streams.telemetry.redaction import Redactor
 
 TOKEN = "unit-test-token-0123456789"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from streams.config import MonitorConfig
+from streams.config.pipeline import MonitorConfig
 from streams.console.queries import Cursor, Window
 from streams.console.views import decided_items, overview_model, page_of, pending_items, trace_model
-from streams.records import Escalation, HumanDecision, Response
-from streams.redaction import Redactor
-from streams.reviewing.queue import PendingReview
+from streams.events.records import Escalation, HumanDecision, Response
+from streams.stages.reviewing.queue import PendingReview
+from streams.telemetry.redaction import Redactor
 
 REDACT = Redactor().redact
 T0 = datetime(2025, 6, 15, 15, 0, tzinfo=UTC)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from streams import sessions as state
-from streams.config import load_config
-from streams.records import ContextMessage, Request, Response
-from streams.routing.logic import identity_problem, route
+from streams.config.pipeline import load_config
+from streams.events.records import ContextMessage, Request, Response
+from streams.stages.routing.logic import identity_problem, route
+from streams.state import sessions as state
 
 
 def _req(**kw) -> Request:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from streams.config import load_config
-from streams.records import Request, Routed
-from streams.routing.complexity import Complexity, HeuristicComplexity, choose_model
-from streams.routing.logic import route
+from streams.config.pipeline import load_config
+from streams.events.records import Request, Routed
+from streams.stages.routing.complexity import Complexity, HeuristicComplexity, choose_model
+from streams.stages.routing.logic import route
 
 CFG = load_config()
 

@@ -4,10 +4,10 @@ import asyncio
 
 import pytest
 
-from streams.config import MonitorConfig
+from streams.config.pipeline import MonitorConfig
 from streams.llm.base import ChatRequest, ProviderUnavailable
 from streams.llm.simulator import SimulatedProvider, SimulatorConfig
-from streams.monitoring.metrics import record, summarize, triggers
+from streams.stages.monitoring.metrics import record, summarize, triggers
 
 CFG = MonitorConfig(window_s=60, min_samples=20)
 

@@ -1,4 +1,4 @@
-"""The dataclasses in streams.records must mirror the .avsc files exactly (names, order,
+"""The dataclasses in streams.events.records must mirror the .avsc files exactly (names, order,
 types, defaults), or the codec would drop or invent data at the Python boundary."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from streams import records as r
-from streams.codecs import SCHEMA_DIR
+from streams.events import records as r
+from streams.events.codecs import SCHEMA_DIR
 
 PRIMITIVES = {"string": str, "int": int, "long": int, "double": float, "bytes": bytes, "boolean": bool}
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from streams.redaction import DEFAULT_PATTERNS, Redactor, luhn_ok
+from streams.telemetry.redaction import DEFAULT_PATTERNS, Redactor, luhn_ok
 
 
 @pytest.fixture

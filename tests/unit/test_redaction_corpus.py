@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from streams.redaction import Redactor
+from streams.telemetry.redaction import Redactor
 from tests.unit.pii_corpus import NEGATIVE, POSITIVE
 
 

@@ -6,10 +6,10 @@ import json
 
 from sinks.clickhouse import ClickHouseSink
 from sinks.rows import REPLAY_REPORT_COLUMNS, replay_report_row
-from streams.codecs import get_codec
-from streams.records import Span
-from streams.replay import Comparison, Decision
-from streams.replay_report import differing, report_span
+from streams.events.codecs import get_codec
+from streams.events.records import Span
+from streams.replay.report import differing, report_span
+from streams.replay.shadow import Comparison, Decision
 
 SUMMARY = {
     "requests": 20, "identical": 19, "agreement": 0.95, "status_agreement": 1.0,

@@ -1,18 +1,21 @@
 """Human review as pure state transitions: hold -> decision -> resumed task -> final answer."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
-from streams import sessions as state
-from streams.config import load_config
-from streams.execution.logic import CallLLM, Finish, RunTool, plan_next
-from streams.records import Escalation, Executed, HumanDecision, Step
-from streams.reviewing.queue import pending_reviews
-from streams.verification.logic import verify
+from streams.config.pipeline import load_config
+from streams.events.records import Escalation, Executed, HumanDecision, Step
+from streams.stages.execution.logic import CallLLM, Finish, RunTool, plan_next
+from streams.stages.reviewing.queue import pending_reviews
+from streams.stages.verification.logic import checks_for, verify
+from streams.state import sessions as state
+from streams.telemetry.redaction import Redactor
 from tests.unit.test_agent_loop import llm
 
 CFG = load_config()
+CHECKS = checks_for(CFG.policy, Redactor().findings)
 REFUND = {"id": "c1", "name": "issue_refund", "arguments": {"order_id": "77", "amount": 250}}
 ROUTED = {"request_id": "r1", "session_id": "s1", "user_id": "u1", "tenant_id": "t", "text": "refund 250 on #77"}
 
@@ -117,10 +120,10 @@ def _executed(steps: list[dict], answer: str, follow_up: int) -> Executed:
 def test_an_approved_high_stakes_call_is_not_escalated_again_and_the_response_is_a_follow_up() -> None:
     call = {"index": 3, "kind": "tool_call", "name": "delete_account", "arguments": "{}", "result": "c9", "status": "done"}
     review = {"index": 2, "kind": "review", "name": "c9", "arguments": "{}", "result": "{}", "status": "approved"}
-    verdict = verify(_executed([llm(0), review, call], "Done.", 1))
+    verdict = verify(_executed([llm(0), review, call], "Done.", 1), CHECKS)
     assert verdict.escalation is None and verdict.response.status == "ok"
     assert verdict.response.follow_up == 1 and verdict.response.answer_key() == "r1#1"
-    unreviewed = verify(_executed([llm(0), call], "Done.", 0))
+    unreviewed = verify(_executed([llm(0), call], "Done.", 0), CHECKS)
     assert unreviewed.escalation is not None and unreviewed.response.answer_key() == "r1"
 
 
@@ -128,10 +131,10 @@ def test_held_deletes_are_high_priority() -> None:
     hold = {"index": 1, "kind": "hold", "name": "delete_account", "arguments": "{}", "result": "held", "status": "held"}
     ex = _executed([llm(0), hold], "", 0)
     ex.status, ex.reasons = "escalated", ["held for human review"]
-    assert verify(ex).escalation.priority == "high"
+    assert verify(ex, CHECKS).escalation.priority == "high"
     refund = _executed([llm(0), {**hold, "name": "issue_refund"}], "", 0)
     refund.status, refund.reasons = "escalated", ["held for human review"]
-    assert verify(refund).escalation.priority == "normal"
+    assert verify(refund, CHECKS).escalation.priority == "normal"
 
 
 def test_the_queue_lists_escalations_without_a_later_decision_high_priority_first() -> None:
@@ -188,3 +191,20 @@ def test_the_resumed_run_counts_only_its_own_usage_and_an_approval_at_the_step_l
     steps.append({"index": len(steps), "kind": "review", "name": "c1", "arguments": hold.hold["arguments"],
                   "result": "{}", "status": "approved"})
     assert len(steps) > CFG.execution.max_steps and isinstance(plan(steps), RunTool)
+
+
+def test_what_the_verifier_holds_comes_from_the_config_policy() -> None:
+    """The held tools and the personal-data labels are configuration; the detector is the
+    redactor's (one detector in the product)."""
+    call = {"index": 1, "kind": "tool_call", "name": "export_personal_data", "arguments": "{}", "result": "c1", "status": "done"}
+    assert any("export_personal_data" in r for r in verify(_executed([llm(0), call], "Done.", 0), CHECKS).escalation.reasons)
+    lenient = checks_for(replace(CFG.policy, held_tools=()), Redactor().findings)
+    assert verify(_executed([llm(0), call], "Done.", 0), lenient).escalation is None
+
+    card = "Your card 4111 1111 1111 1111 is on file."
+    assert verify(_executed([llm(0)], card, 0), CHECKS).escalation.reasons == ["possible personal data in the answer (CARD)"]
+    email = "We wrote to jane.doe@example.com."
+    assert verify(_executed([llm(0)], email, 0), CHECKS).escalation is None
+    strict = checks_for(replace(CFG.policy, answer_personal_data=("EMAIL",)), Redactor().findings)
+    assert verify(_executed([llm(0)], email, 0), strict).escalation.reasons == ["possible personal data in the answer (EMAIL)"]
+    assert verify(_executed([llm(0)], card, 0), strict).escalation is None

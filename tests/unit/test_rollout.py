@@ -3,10 +3,10 @@
 import subprocess
 import sys
 
-from streams.config import load_config
+from streams.config.pipeline import load_config
 from streams.control.rollout import ROLLOUT, candidate_share, pick_arm, stable_bucket
-from streams.records import Control, Request, Routed
-from streams.routing.logic import route
+from streams.events.records import Control, Request, Routed
+from streams.stages.routing.logic import route
 
 CFG = load_config()
 

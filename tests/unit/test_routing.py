@@ -1,9 +1,9 @@
 from dataclasses import replace
 
-from streams.config import load_config
+from streams.config.pipeline import load_config
 from streams.control.rollout import rollout_arm, stable_bucket
-from streams.records import ContextMessage, Request, Response, Routed
-from streams.routing.logic import detect_language, route
+from streams.events.records import ContextMessage, Request, Response, Routed
+from streams.stages.routing.logic import detect_language, route
 
 CFG = load_config()
 
@@ -76,7 +76,7 @@ def test_rollout_arm_is_stable_and_proportional() -> None:
 
 
 def test_config_redaction_patterns_extend_the_defaults() -> None:
-    from streams.redaction import Redactor
+    from streams.telemetry.redaction import Redactor
 
     redact = Redactor(CFG.redaction_patterns).redact
     out = redact("refund to DE89 3704 0044 0532 0130 00, mail jane@example.com")

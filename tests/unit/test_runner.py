@@ -7,13 +7,13 @@ import json
 from dataclasses import asdict, replace
 from typing import Any
 
-from streams import sessions as state
-from streams.config import load_config
-from streams.execution.runner import FALLBACK_ANSWER, TaskRunner
-from streams.execution.tools import ToolLedger
+from streams.config.pipeline import load_config
+from streams.events.records import Executed, Routed
 from streams.llm.base import ChatRequest, ChatResponse, ProviderUnavailable
 from streams.llm.simulator import SimulatedProvider, SimulatorConfig
-from streams.records import Executed, Routed
+from streams.stages.execution.runner import FALLBACK_ANSWER, TaskRunner
+from streams.stages.execution.tools import ToolLedger
+from streams.state import sessions as state
 
 CFG = load_config()
 

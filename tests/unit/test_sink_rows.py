@@ -6,8 +6,8 @@ import json
 
 from sinks import rows as R
 from sinks.samples import request_trace
-from streams.records import Span, SpanEvent, SpanLink
-from streams.redaction import Redactor
+from streams.events.records import Span, SpanEvent, SpanLink
+from streams.telemetry.redaction import Redactor
 
 
 def _row(columns: tuple[str, ...], values: list) -> dict:

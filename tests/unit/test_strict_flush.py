@@ -8,7 +8,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from streams.app import _make_flush_strict
+from streams.kafka.app import _make_flush_strict
 
 
 class Buffer:

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from streams.execution.tools import ToolLedger
+from streams.stages.execution.tools import ToolLedger
 
 
 def _race(path: str, n: int, out: Any) -> None:

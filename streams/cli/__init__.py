@@ -1,0 +1,1 @@
+"""`agentstream` commands, one module per command group; `main` is the console script."""

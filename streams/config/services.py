@@ -1,0 +1,103 @@
+"""The worker's runtime pieces built once from settings: pipeline config, LLM provider, tool ledger."""
+
+from __future__ import annotations
+
+import queue
+from functools import cache
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import NoOpTracer, Tracer
+
+from streams.config.pipeline import PipelineConfig, load_config
+from streams.config.settings import get_settings
+from streams.control.watcher import ControlWatcher
+from streams.kafka.topics import CONTROL
+from streams.llm import build_provider
+from streams.llm.base import Provider
+from streams.stages.execution.tools import ToolLedger
+from streams.stages.verification.logic import Checks, checks_for
+from streams.telemetry.redaction import Redactor
+from streams.telemetry.tracing import SCOPE, QueueSpanExporter, build_tracer_provider
+
+SpanQueue = queue.SimpleQueue[tuple[bytes, bytes]]
+
+
+@cache
+def pipeline_config() -> PipelineConfig:
+    return load_config(get_settings().config_file)
+
+
+@cache
+def control_watcher() -> ControlWatcher:
+    s = get_settings()
+    return ControlWatcher(s.kafka_bootstrap_servers, s.topic(CONTROL))
+
+
+@cache
+def provider() -> Provider:
+    s = get_settings()
+    if s.llm_provider == "recorded":
+        from streams.llm.recorded import RecordedProvider
+
+        if s.recordings is None:
+            raise ValueError("AGENTSTREAM_RECORDINGS must name a recordings file for the recorded provider")
+        return RecordedProvider.from_file(s.recordings)
+    if s.llm_provider == "openai":
+        return build_provider("openai", base_url=s.llm_base_url, api_key=s.llm_api_key.get_secret_value())
+    return build_provider(
+        "simulator",
+        seed=s.sim_seed,
+        latency_ms_mean=s.sim_latency_ms,
+        latency_ms_jitter=s.sim_latency_jitter,
+        rate_limit_rate=s.sim_rate_limit_rate,
+        timeout_rate=s.sim_timeout_rate,
+        empty_rate=s.sim_empty_rate,
+        outage_file=s.sim_outage_file,
+        calls_log=s.sim_calls_log,
+        model_failure_rates=_rates(s.sim_model_failures),
+    )
+
+
+def _rates(spec: str) -> dict[str, float]:
+    """`"sim-large=0.3,sim-small=0"` -> {"sim-large": 0.3, "sim-small": 0.0}."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        model, sep, rate = part.partition("=")
+        if not sep:
+            raise ValueError(f"AGENTSTREAM_SIM_MODEL_FAILURES: {part!r} is not model=rate")
+        out[model.strip()] = float(rate)
+    return out
+
+
+@cache
+def tool_ledger() -> ToolLedger:
+    s = get_settings()
+    return ToolLedger(s.tools_ledger or s.data_dir / "tools-ledger.sqlite")
+
+
+@cache
+def span_queue() -> SpanQueue:
+    return queue.SimpleQueue()
+
+
+@cache
+def tracer_provider() -> TracerProvider | None:
+    s = get_settings()
+    if not s.tracing:
+        return None
+    return build_tracer_provider(f"{s.app_id}-worker", QueueSpanExporter(span_queue()))
+
+
+def tracer() -> Tracer:
+    provider = tracer_provider()
+    return provider.get_tracer(SCOPE) if provider else NoOpTracer()
+
+
+@cache
+def redactor() -> Redactor:
+    return Redactor(pipeline_config().redaction_patterns, enabled=get_settings().redaction)
+
+
+def verifier_checks(config_version: str) -> Checks:
+    """What the verifier holds for a human under that config version (policy + the redactor)."""
+    return checks_for(pipeline_config().for_version(config_version).policy, redactor().findings)

@@ -1,0 +1,107 @@
+"""The only faust.App: settings in, topics created explicitly before anything produces."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+
+from streams.config.settings import Settings, get_settings
+from streams.kafka.commit_guard import CommitGuard
+from streams.kafka.topics import ensure_topics
+
+
+class AgentStreamApp(faust.App):
+    """faust.App that knows its settings and creates its topics before it starts."""
+
+    agentstream_settings: Settings
+    commit_guard: CommitGuard
+
+    async def on_first_start(self) -> None:
+        # Topics first, with their partition counts: auto-created topics break co-partitioning.
+        await ensure_topics(self.agentstream_settings)
+        await super().on_first_start()
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        _make_flush_strict(self.producer)
+        self.commit_guard.install(self.consumer)
+
+
+class _CountingEvent(asyncio.Event):
+    """Faust's buffer sets `message_sent` once per message handed to aiokafka: count them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def set(self) -> None:
+        self.count += 1
+        super().set()
+
+
+def _make_flush_strict(producer: Any) -> None:
+    """Faust commits offsets right after `producer.flush()`, whose buffer drain gives up after
+    0.1 s without progress (PITFALLS): table writes could still be unsent when the offset of the
+    event that caused them is committed. And "the buffer is empty" is not "everything was handed
+    to aiokafka": the buffer's sender task takes a message off the queue before it awaits the
+    send. So this flush waits until every message put into the buffer has been handed over
+    (counted on both ends); the driver's flush then waits for aiokafka to deliver them."""
+    buffer = producer.buffer
+    original_flush, original_put = buffer.flush, buffer.put
+    sent = _CountingEvent()
+    sent.count = -buffer.size  # already queued when this is installed: not counted as put
+    buffer.message_sent = sent
+    puts = [0]
+
+    def put(fut: Any) -> None:
+        puts[0] += 1
+        original_put(fut)
+
+    async def drain() -> None:
+        while buffer.size or sent.count < puts[0]:
+            if buffer.size:
+                await original_flush()
+            else:
+                await asyncio.sleep(0.002)  # one message taken off the queue, still being sent
+
+    buffer.put = put
+    buffer.flush = drain
+
+
+def create_app(settings: Settings) -> AgentStreamApp:
+    (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
+    app = AgentStreamApp(
+        settings.app_id,
+        broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")],
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        table_standby_replicas=1,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(0.5, settings.session_timeout_s / 6),
+        broker_rebalance_timeout=max(10.0, settings.session_timeout_s * 3),
+        broker_commit_interval=1.0,
+        producer_linger_ms=5,
+        web_enabled=False,
+        web_bind="127.0.0.1",  # only if a worker is started `--with-web`
+        datadir=str(settings.data_dir / "worker"),
+        stream_wait_empty=False,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    app.agentstream_settings = settings
+    app.commit_guard = CommitGuard()
+
+    @app.on_partitions_revoked.connect
+    async def forget_finished(sender: Any, revoked: set[Any], **_: Any) -> None:
+        app.commit_guard.forget(revoked)
+
+    return app
+
+
+app = create_app(get_settings())

@@ -1,0 +1,91 @@
+"""What every stage does at its edges: decode or dead-letter, publish keyed by session, die loudly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
+
+from streams.events.codecs import DecodeError, get_codec
+from streams.events.records import DeadLetter
+from streams.kafka import stream_topics
+
+log = logging.getLogger("agentstream")
+T = TypeVar("T")
+
+
+async def publish(
+    topic: Any, record: Any, headers: dict[str, bytes] | None = None, *, wait: bool = False
+) -> None:
+    """Keyed by session id: one session stays on one partition, in order.
+
+    `headers` are built fresh per message (the trace context of the span that decided it), never
+    copied from the input, so a stale `traceparent` is replaced rather than appended. With `wait`
+    it returns only once the broker has the record (needed outside stream iteration, where no
+    offset commit flushes the producer first).
+    """
+    fut = await topic.send(key=record.session_id.encode(), value=get_codec().encode(record), headers=headers or {})
+    if wait:
+        await fut
+
+
+async def dead_letter(event: Any, reason: str) -> None:
+    msg = event.message
+    value = msg.value if isinstance(msg.value, bytes) else bytes(msg.value or b"")
+    key = msg.key if isinstance(msg.key, bytes | type(None)) else str(msg.key).encode()
+    record = DeadLetter.of(msg.topic, msg.partition, msg.offset, key[:1024] if key else key, value, reason)
+    await stream_topics.deadletter.send(key=msg.key, value=get_codec().encode(record))
+    log.warning("dead-lettered %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
+
+
+async def decode_or_dead_letter(event: Any, cls: type[T]) -> T | None:
+    value = event.value
+    if not isinstance(value, bytes):
+        await dead_letter(event, f"value is {type(value).__name__}, expected Avro bytes")
+        return None
+    try:
+        return get_codec().decode(value, cls)
+    except DecodeError as exc:
+        await dead_letter(event, f"undecodable {cls.__name__}: {exc}")
+        return None
+
+
+Handler = Callable[[T, Any], Awaitable[None]]
+
+
+async def consume(stream: Any, cls: type[T], stage: str, handle: Handler[T]) -> None:
+    """The one skeleton of every stage: decode or dead-letter, handle, fail loudly.
+
+    A handler that raises on one event dead-letters that event with the reason and goes on, so a
+    poison event cannot crash-loop its partition. Only an event that got this far may have its
+    offset committed (`CommitGuard`): Faust also acks events it skipped during a rebalance. A Kafka failure is not the event's fault: it
+    ends the worker, and the event is redelivered to whoever takes the partition.
+    """
+    guard = stream.app.commit_guard
+    guard.watch(stream.channel.topics)
+    try:
+        async for event in stream.events():
+            record = await decode_or_dead_letter(event, cls)
+            if record is not None:
+                try:
+                    await handle(record, event)
+                except (KafkaError, ProducerSendError):
+                    raise
+                except Exception as exc:
+                    log.exception("%s failed on %s[%s]@%s", stage, event.message.topic, event.message.partition, event.message.offset)
+                    await dead_letter(event, f"{stage} failed: {exc!r}"[:1000])
+            guard.finish(event.message)  # only now may Faust commit past it (streams/kafka/commit_guard.py)
+    except Exception as exc:
+        die(stage, exc)
+
+
+def die(stage: str, exc: BaseException) -> None:
+    """An agent that raises can die silently while the worker looks healthy: end the process."""
+    log.critical("agent %s crashed: %r; stopping the worker", stage, exc, exc_info=exc)
+    sys.stderr.flush()
+    os._exit(70)

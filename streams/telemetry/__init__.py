@@ -1,0 +1,1 @@
+"""Tracing (OpenTelemetry GenAI spans), the span exporter pump to Kafka, and redaction."""
