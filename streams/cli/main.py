@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib
 import importlib.util
 import json
 import os
@@ -29,10 +31,10 @@ from streams.cli.output import console, fail, print_rows
 from streams.client import AgentStreamClient, ResponseTimeout
 from streams.config.settings import REPO_ROOT
 from streams.events.records import ContextMessage, Response
+from streams.kafka.app import app
 from streams.kafka.processes import WorkerProcess
 from streams.kafka.topic_reader import read_all
 from streams.kafka.topics import ensure_topics
-from streams.stages.compose import app
 
 # Faust ships a `send` for raw values; ours publishes a request and waits for its answer.
 faust_cli.commands.pop("send", None)
@@ -48,6 +50,26 @@ def _web_off_by_default() -> None:
 
 
 _web_off_by_default()
+
+
+def _stages_only_for_the_worker() -> None:
+    """Only `agentstream worker` registers the stages (and so builds the LLM provider, tracer
+    and tool ledger they use): `query`, `report`, `kafka`, `review` … import none of it."""
+    command = faust_cli.commands["worker"]
+    start = command.callback
+    if start is None or getattr(start, "_registers_stages", False):
+        return
+
+    @functools.wraps(start)
+    def start_with_stages(*args: Any, **kwargs: Any) -> Any:
+        importlib.import_module("streams.stages.compose")
+        return start(*args, **kwargs)
+
+    start_with_stages._registers_stages = True  # type: ignore[attr-defined]
+    command.callback = start_with_stages
+
+
+_stages_only_for_the_worker()
 
 settings = app.agentstream_settings
 

@@ -10,12 +10,48 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar, TypedDict
 
 
 def now_ms() -> int:
     """Wall-clock epoch milliseconds, the unit of every `*_ms` field."""
     return time.time_ns() // 1_000_000
+
+
+class Identity(TypedDict):
+    """Who a request belongs to: copied onto every event made for it."""
+
+    request_id: str
+    session_id: str
+    user_id: str
+    tenant_id: str
+
+
+class Decided(TypedDict):
+    """What the router decided for a request: carried by every later event and the response."""
+
+    domain: str
+    model: str
+    language: str
+    rollout_arm: str
+    config_version: str
+
+
+def identity_of(ev: Any) -> Identity:
+    """The identity fields of any request-derived event (or a routed-task dict)."""
+    get = ev.get if isinstance(ev, dict) else lambda name: getattr(ev, name)
+    return Identity(
+        request_id=get("request_id"), session_id=get("session_id"), user_id=get("user_id"), tenant_id=get("tenant_id")
+    )
+
+
+def decided_of(ev: Any) -> Decided:
+    """The router's decision fields of a routed or executed event (or a routed-task dict)."""
+    get = ev.get if isinstance(ev, dict) else lambda name: getattr(ev, name)
+    return Decided(
+        domain=get("domain"), model=get("model"), language=get("language"),
+        rollout_arm=get("rollout_arm"), config_version=get("config_version"),
+    )
 
 
 @dataclass(slots=True, kw_only=True)

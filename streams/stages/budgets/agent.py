@@ -16,7 +16,7 @@ import faust
 
 from streams.config.services import pipeline_config, tracer
 from streams.events.codecs import get_codec
-from streams.events.records import BudgetEvent, Response, Routed, now_ms
+from streams.events.records import BudgetEvent, Response, Routed, decided_of, identity_of, now_ms
 from streams.kafka import stream_topics
 from streams.kafka.app import app
 from streams.kafka.envelope import consume, publish
@@ -121,17 +121,10 @@ async def expire_records() -> None:
 def refusal(routed: Routed, reason: str) -> Response:
     responded = now_ms()
     return Response(
-        request_id=routed.request_id,
-        session_id=routed.session_id,
-        user_id=routed.user_id,
-        tenant_id=routed.tenant_id,
+        **identity_of(routed),
         status="error",
         reason=f"budget: {reason}",
-        domain=routed.domain,
-        model=routed.model,
-        language=routed.language,
-        rollout_arm=routed.rollout_arm,
-        config_version=routed.config_version,
+        **decided_of(routed),
         created_ms=routed.created_ms,
         responded_ms=responded,
         latency_ms=float(max(0, responded - routed.created_ms)),

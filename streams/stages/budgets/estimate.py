@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from streams.config.pipeline import PipelineConfig
-from streams.events.records import BudgetEvent, Routed, now_ms
+from streams.events.records import BudgetEvent, Routed, identity_of, now_ms
 from streams.stages.routing.complexity import choose_model
 
 CHARS_PER_TOKEN = 4
@@ -23,10 +23,7 @@ def reservation(routed: Routed, cfg: PipelineConfig, routed_bytes: bytes) -> Bud
     cheap = cfg.models[cheap_key].name
     return BudgetEvent(
         kind="reserve",
-        request_id=routed.request_id,
-        session_id=routed.session_id,
-        user_id=routed.user_id,
-        tenant_id=routed.tenant_id,
+        **identity_of(routed),
         routed=routed_bytes,
         tokens=tokens,
         cost_usd=cfg.cost_usd(routed.model, prompt, routed.max_tokens),

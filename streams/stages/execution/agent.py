@@ -31,6 +31,7 @@ from streams.events.records import (
     Executed,
     Routed,
     WorkerStatus,
+    identity_of,
     now_ms,
 )
 from streams.kafka import stream_topics
@@ -84,10 +85,7 @@ async def _settle(executed: Executed) -> None:
     used = executed.input_tokens + executed.output_tokens
     event = BudgetEvent(
         kind="settle",
-        request_id=executed.request_id,
-        session_id=executed.session_id,
-        user_id=executed.user_id,
-        tenant_id=executed.tenant_id,
+        **identity_of(executed),
         settle_id=f"{executed.request_id}#{executed.follow_up}",
         tokens=used,
         cost_usd=executed.cost_usd,
@@ -105,10 +103,7 @@ async def _charge(routed: dict[str, Any], _run: str, charge_id: str, tokens: int
         return
     event = BudgetEvent(
         kind="charge",
-        request_id=routed["request_id"],
-        session_id=routed["session_id"],
-        user_id=routed["user_id"],
-        tenant_id=routed["tenant_id"],
+        **identity_of(routed),
         settle_id=charge_id,  # `run@step`: the run is what its settlement is named
         tokens=tokens,
         cost_usd=cost_usd,
@@ -208,10 +203,7 @@ async def _reject_busy(routed: Routed, reason: str) -> None:
 async def _reject(routed: Routed, reason: str) -> None:
     log.error("routed request %s rejected: %s", routed.request_id, reason)
     executed = Executed(
-        request_id=routed.request_id,
-        session_id=routed.session_id,
-        user_id=routed.user_id,
-        tenant_id=routed.tenant_id,
+        **identity_of(routed),
         language=routed.language,
         domain=routed.domain,
         model=routed.model,

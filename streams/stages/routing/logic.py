@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from streams.config.pipeline import PipelineConfig
-from streams.events.records import ContextMessage, Request, Response, Routed, now_ms
+from streams.events.records import ContextMessage, Request, Response, Routed, identity_of, now_ms
 from streams.stages.routing.complexity import ComplexityEstimator, HeuristicComplexity, choose_model
 from streams.stages.routing.screening import RuleScreen
 
@@ -193,10 +193,7 @@ def route(
     complexity = (estimator or HeuristicComplexity()).estimate(screened.text, domain)
     model_key, _ = choose_model(complexity.level, dcfg, cfg.models)
     return Routed(
-        request_id=req.request_id,
-        session_id=req.session_id,
-        user_id=req.user_id,
-        tenant_id=req.tenant_id,
+        **identity_of(req),
         text=screened.text,
         language=language,
         domain=domain,
@@ -215,10 +212,7 @@ def route(
 def terminal_response(req: Request, status: str, reason: str, config_version: str) -> Response:
     responded = now_ms()
     return Response(
-        request_id=req.request_id,
-        session_id=req.session_id,
-        user_id=req.user_id,
-        tenant_id=req.tenant_id,
+        **identity_of(req),
         status=status,
         reason=reason,
         config_version=config_version,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from streams.config.pipeline import PolicyConfig
-from streams.events.records import Escalation, Executed, Response, now_ms
+from streams.events.records import Escalation, Executed, Response, decided_of, identity_of, now_ms
 
 REFUSAL = re.compile(
     r"^\s*(i('m| am) (sorry|unable)|i can(no|')t (help|assist)|as an ai\b)", re.IGNORECASE
@@ -85,18 +85,11 @@ def verify(ex: Executed, checks: Checks) -> Verdict:
     if status == "escalated":
         answer = "A member of our team will review your request and get back to you shortly."
     response = Response(
-        request_id=ex.request_id,
-        session_id=ex.session_id,
-        user_id=ex.user_id,
-        tenant_id=ex.tenant_id,
+        **identity_of(ex),
         status=status,
         reason=reason,
         answer=answer,
-        domain=ex.domain,
-        model=ex.model,
-        language=ex.language,
-        rollout_arm=ex.rollout_arm,
-        config_version=ex.config_version,
+        **decided_of(ex),
         input_tokens=ex.input_tokens,
         output_tokens=ex.output_tokens,
         created_ms=ex.created_ms,
@@ -112,10 +105,7 @@ def verify(ex: Executed, checks: Checks) -> Verdict:
         if held and any(s.kind == "review" and s.index > held.index for s in ex.steps):
             held = None
         escalation = Escalation(
-            request_id=ex.request_id,
-            session_id=ex.session_id,
-            user_id=ex.user_id,
-            tenant_id=ex.tenant_id,
+            **identity_of(ex),
             domain=ex.domain,
             reasons=reasons,
             draft_answer=ex.answer,

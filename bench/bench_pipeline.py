@@ -1,0 +1,221 @@
+"""Pipeline throughput against what Kafka itself allows here, measured in the same run.
+
+    python bench/bench_pipeline.py --requests 3000 --sessions 500
+
+Baseline: three plain aiokafka relay hops in one separate process (the pipeline's worker is one
+process too), each hop decoding the Avro request and encoding it again, same payloads, same
+partition count. Pipeline: one worker, simulator at 0 ms (every millisecond is ours), tracing on
+and off. Both are fed by an independent load client in this process: a plain aiokafka producer
+writing Avro-encoded requests, and a `read_committed` consumer on the responses topic.
+Prints one JSON line per figure, then the ratios; `bench/README.md` keeps the latest table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from streams.config.settings import Settings
+from streams.events.codecs import get_codec
+from streams.events.records import Request, Response, now_ms
+from streams.kafka.processes import WorkerProcess, environment_for
+from streams.kafka.topics import REQUESTS, RESPONSES, ensure_topics
+
+TEXTS = ["Where is my order 1234?", "Refund $5 for order 1234", "Is the dashboard down?", "How do I reset my password?"]
+
+
+def emit(**fields: object) -> None:
+    print(json.dumps({"bench": "pipeline", **fields}), flush=True)
+
+
+def requests(n: int, sessions: int) -> list[Request]:
+    return [
+        Request(
+            request_id=uuid.uuid4().hex,
+            session_id=f"s{i % sessions}",
+            user_id=f"u{i % sessions}",
+            text=TEXTS[i % len(TEXTS)],
+            context=[],
+            metadata={},
+            created_ms=now_ms(),
+        )
+        for i in range(n)
+    ]
+
+
+async def produce(bootstrap: str, topic: str, reqs: list[Request]) -> None:
+    codec = get_codec()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, codec.encode(r), key=r.session_id.encode()) for r in reqs
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def consumer_at_end(bootstrap: str, topic: str, isolation: str) -> AIOKafkaConsumer:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation
+    )
+    await consumer.start()
+    await consumer._client.force_metadata_update()
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    consumer.assign(tps)
+    for tp, offset in (await consumer.end_offsets(tps)).items():
+        consumer.seek(tp, offset)
+    return consumer
+
+
+async def drive(bootstrap: str, in_topic: str, out_topic: str, isolation: str, n: int, sessions: int) -> float:
+    """Sends n requests and returns records/s until every request id came out the other end."""
+    reqs = requests(n, sessions)
+    wanted = {r.request_id for r in reqs}
+    consumer = await consumer_at_end(bootstrap, out_topic, isolation)
+    codec = get_codec()
+    try:
+        started = time.perf_counter()
+        sending = asyncio.create_task(produce(bootstrap, in_topic, reqs))
+        while wanted:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for msg in records:
+                    wanted.discard(_request_id(codec, msg.value))
+            if time.perf_counter() - started > 900:
+                raise TimeoutError(f"{len(wanted)} of {n} never came out of {out_topic}")
+        elapsed = time.perf_counter() - started
+        await sending
+        return n / elapsed
+    finally:
+        await consumer.stop()
+
+
+def _request_id(codec: object, value: bytes) -> str:
+    for cls in (Response, Request):
+        try:
+            return codec.decode(value, cls).request_id  # type: ignore[attr-defined]
+        except Exception:
+            continue
+    return ""
+
+
+# -- the baseline: three relay hops in one process ----------------------------------------------
+
+
+async def relay_main(bootstrap: str, prefix: str) -> None:
+    """Run in a child process: hop i consumes `{prefix}.{i}`, decodes, encodes, produces to i+1."""
+    codec = get_codec()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+
+    async def hop(i: int) -> None:
+        consumer = AIOKafkaConsumer(
+            f"{prefix}.{i}",
+            bootstrap_servers=bootstrap,
+            group_id=f"{prefix}-hop{i}",
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        while True:
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for msg in records:
+                    req = codec.decode(msg.value, Request)
+                    await producer.send(f"{prefix}.{i + 1}", codec.encode(req), key=msg.key)
+
+    print("relays ready", flush=True)
+    await asyncio.gather(*(hop(i) for i in range(3)))
+
+
+async def raw_hops(bootstrap: str, partitions: int, n: int, sessions: int) -> float:
+    prefix = f"bench-hops-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(f"{prefix}.{i}", partitions, 1) for i in range(4)]
+        )
+    finally:
+        await admin.close()
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--relay", prefix],
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        child.stdout.readline()
+        # Warm up: every hop has joined its group and read its first record.
+        await drive(bootstrap, f"{prefix}.0", f"{prefix}.3", "read_uncommitted", 50, 50)
+        return await drive(bootstrap, f"{prefix}.0", f"{prefix}.3", "read_uncommitted", n, sessions)
+    finally:
+        child.terminate()
+        child.wait(30)
+
+
+# -- the pipeline ----------------------------------------------------------------------------------
+
+
+async def pipeline(bootstrap: str, tracing: bool, n: int, sessions: int, tmp: Path) -> float:
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        namespace=f"-bp{uuid.uuid4().hex[:8]}",
+        data_dir=tmp / f"tracing-{tracing}",
+    )
+    await ensure_topics(settings)
+    env = environment_for(
+        settings,
+        AGENTSTREAM_SIM_LATENCY_MS="0",
+        AGENTSTREAM_TRACING="true" if tracing else "false",
+    )
+    worker = WorkerProcess.spawn(env, settings.data_dir / "worker.log")
+    try:
+        await worker.wait_ready()
+        args = (bootstrap, settings.topic(REQUESTS), settings.topic(RESPONSES), "read_committed")
+        await drive(*args, 50, 50)
+        return await drive(*args, n, sessions)
+    finally:
+        worker.stop()
+
+
+async def main(n: int, sessions: int) -> None:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    partitions = Settings().partitions
+    tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    meta = {"requests": n, "sessions": sessions, "partitions": partitions}
+    hops = await raw_hops(bootstrap, partitions, n, sessions)
+    emit(metric="raw_three_hops_records_per_s", value=round(hops, 1), **meta)
+    on = await pipeline(bootstrap, True, n, sessions, tmp)
+    emit(metric="pipeline_req_per_s_tracing_on", value=round(on, 1), **meta)
+    off = await pipeline(bootstrap, False, n, sessions, tmp)
+    emit(metric="pipeline_req_per_s_tracing_off", value=round(off, 1), **meta)
+    emit(metric="pipeline_over_raw_hops", value=round(on / hops, 4), target=0.25)
+    emit(metric="tracing_on_over_off", value=round(on / off, 3), target=0.90)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--sessions", type=int, default=500)
+    parser.add_argument("--relay", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.relay:
+        asyncio.run(relay_main(os.environ["KAFKA_BOOTSTRAP_SERVERS"], args.relay))
+    else:
+        asyncio.run(main(args.requests, args.sessions))
