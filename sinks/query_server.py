@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from decimal import Decimal
 from ipaddress import IPv4Address, IPv6Address
@@ -37,6 +38,8 @@ from aiohttp import web
 from sinks.clickhouse import connect
 from sinks.readonly import screen
 from sinks.sql import ReadOnlyViolation
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 __all__ = ["QueryServer", "jsonable", "write_private"]
 
@@ -155,7 +158,7 @@ class QueryServer:
         self._all_clients.clear()
 
     @web.middleware
-    async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Loopback `Host` for everything; token and JSON for queries."""
         if host_name(request.headers.get("Host", "")) not in self.allowed_hosts:
             return web.json_response({"error": "forbidden: unexpected Host header"}, status=403)

@@ -226,7 +226,7 @@ def redact_span(span: Span, redact: Redact) -> Span:
             if key in attributes:
                 attributes[key] = redact(attributes[key])
     events = [
-        replace(e, attributes=_redacted(e.attributes, redact)) if _has_content(e.attributes) else e
+        replace(e, attributes=dict(_redacted(e.attributes, redact))) if _has_content(e.attributes) else e
         for e in span.events
     ]
     return replace(span, attributes=attributes, events=events)

@@ -269,7 +269,7 @@ GROUP BY status ORDER BY requests DESC
 """
 
 
-async def _wait_for_decisions(ids: list[str], timeout_s: float) -> tuple[list[str], list[tuple]] | None:
+async def _wait_for_decisions(ids: list[str], timeout_s: float) -> tuple[list[str], list[tuple[Any, ...]]] | None:
     from sinks.analytics import QueryError, run_query
 
     quoted = ", ".join(f"'{i}'" for i in ids)  # request ids are hex uuids we generated

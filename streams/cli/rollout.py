@@ -88,16 +88,18 @@ def _changed(
     if version is not None and version != cfg.candidate.version:
         fail(f"unknown candidate {version!r}: the config file's candidate is {cfg.candidate.version!r}")
     base = control or Control(name=ROLLOUT, percent=cfg.router.rollout_candidate_percent, updated_ms=0)
-    stamp = {"candidate_version": cfg.candidate.version, "reason": reason, "actor": getpass.getuser(), "updated_ms": now_ms()}
+    stamped = replace(
+        base, candidate_version=cfg.candidate.version, reason=reason, actor=getpass.getuser(), updated_ms=now_ms()
+    )
     if action == "set":
         if percent is None:
             fail("rollout set needs a PERCENT (0-100)")
-        return replace(base, percent=percent, paused=False, promoted=False, **stamp)
+        return replace(stamped, percent=percent, paused=False, promoted=False)
     if action == "pause":
-        return replace(base, paused=True, **stamp)
+        return replace(stamped, paused=True)
     if action == "resume":
-        return replace(base, paused=False, **stamp)
-    return replace(base, percent=100, paused=False, promoted=True, **stamp)
+        return replace(stamped, paused=False)
+    return replace(stamped, percent=100, paused=False, promoted=True)
 
 
 async def publish_control(control: Control) -> None:

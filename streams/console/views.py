@@ -123,7 +123,7 @@ def overview_model(
                                                  ("ok", "escalated", "blocked", "errors", "degraded"))) * per_minute)
         for t in buckets if (r := by_t.get(t)) is not None
     ]
-    stacks = {"ok": status_points("ok"), "escalated": status_points("escalated"),
+    stacks: dict[str, Sequence[tuple[int, float]]] = {"ok": status_points("ok"), "escalated": status_points("escalated"),
               "blocked": status_points("blocked"), "error": status_points("errors"),
               "degraded": status_points("degraded"), "other": other}
     figs = {t: _figures(r) for t, r in by_t.items()}

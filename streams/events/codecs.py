@@ -223,7 +223,7 @@ class Codec:
             fullname=fullname,
             fingerprint=_crc64_fingerprint(canonical),
             canonical=canonical,
-            schema=parsed,
+            schema=typing.cast(dict[str, Any], parsed),
             field_names=tuple(f["name"] for f in fields),
             required=tuple(f["name"] for f in fields if "default" not in f),
         )
@@ -267,7 +267,7 @@ class Codec:
             name = type(event).SCHEMA
         except AttributeError:
             raise EncodeError(f"{type(event).__name__} has no SCHEMA class attribute") from None
-        return self._encode(self.schema_info(name), _to_dict_fn(type(event))(event))
+        return self._encode(self.schema_info(name), _to_dict_fn(type(event))(event))  # type: ignore[arg-type]  # typeshed: a class is Hashable
 
     def encode_dict(self, name: str, record: dict[str, Any]) -> bytes:
         """Frame and encode a plain dict with the latest schema `name` (no extra keys)."""
@@ -302,7 +302,7 @@ class Codec:
         name = cls.SCHEMA  # type: ignore[attr-defined]
         record = self.decode_dict(data, name)
         try:
-            return _from_dict_fn(cls)(record)
+            return typing.cast(T, _from_dict_fn(cls)(record))  # type: ignore[arg-type]  # typeshed: a class is Hashable
         except KeyError as exc:
             raise DecodeError(
                 f"missing field {exc.args[0]!r}: reader schema {name} "
@@ -336,6 +336,8 @@ class Codec:
             raise DecodeError(
                 f"trailing bytes: {extra} byte(s) after the {writer.record_name} body"
             )
+        if not isinstance(record, dict):
+            raise DecodeError(f"{writer.record_name} body is not a record")
         return record
 
     def _lookup(self, data: bytes) -> SchemaInfo:

@@ -8,6 +8,7 @@ Classes are keyword-only because the schemas put a defaulted `schema_version` fi
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypedDict
@@ -37,9 +38,13 @@ class Decided(TypedDict):
     config_version: str
 
 
+def _field(ev: Any, name: str) -> str:
+    return str(ev[name] if isinstance(ev, dict) else getattr(ev, name))
+
+
 def identity_of(ev: Any) -> Identity:
     """The identity fields of any request-derived event (or a routed-task dict)."""
-    get = ev.get if isinstance(ev, dict) else lambda name: getattr(ev, name)
+    get = functools.partial(_field, ev)
     return Identity(
         request_id=get("request_id"), session_id=get("session_id"), user_id=get("user_id"), tenant_id=get("tenant_id")
     )
@@ -47,7 +52,7 @@ def identity_of(ev: Any) -> Identity:
 
 def decided_of(ev: Any) -> Decided:
     """The router's decision fields of a routed or executed event (or a routed-task dict)."""
-    get = ev.get if isinstance(ev, dict) else lambda name: getattr(ev, name)
+    get = functools.partial(_field, ev)
     return Decided(
         domain=get("domain"), model=get("model"), language=get("language"),
         rollout_arm=get("rollout_arm"), config_version=get("config_version"),
@@ -372,7 +377,7 @@ class WorkerStatus:
     updated_ms: int
 
 
-EVENT_TYPES: tuple[type, ...] = (
+EVENT_TYPES: tuple[type[Any], ...] = (
     Request,
     Routed,
     Executed,
@@ -387,5 +392,5 @@ EVENT_TYPES: tuple[type, ...] = (
 )
 """Every top-level event class, one per schema."""
 
-BY_SCHEMA: dict[str, type] = {cls.SCHEMA: cls for cls in EVENT_TYPES}
+BY_SCHEMA: dict[str, type[Any]] = {cls.SCHEMA: cls for cls in EVENT_TYPES}
 """Schema short name -> event class."""

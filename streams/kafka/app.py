@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -70,6 +70,12 @@ def _make_flush_strict(producer: Any) -> None:
     buffer.flush = drain
 
 
+def ownership_settled(app: faust.App) -> bool:
+    """No rebalance and no table recovery in progress: which partitions are ours is known.
+    (`recovery` is on Faust's TableManager, not on the interface type it declares.)"""
+    return not app.rebalancing and bool(cast(Any, app.tables).recovery.completed.is_set())
+
+
 def create_app(settings: Settings) -> AgentStreamApp:
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     app = AgentStreamApp(
@@ -97,7 +103,7 @@ def create_app(settings: Settings) -> AgentStreamApp:
     app.agentstream_settings = settings
     app.commit_guard = CommitGuard()
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types receivers without named kwargs
     async def forget_finished(sender: Any, revoked: set[Any], **_: Any) -> None:
         app.commit_guard.forget(revoked)
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import faust
+
 from streams.kafka import topics as t
 from streams.kafka.app import app
 
 _settings = app.agentstream_settings
 
 
-def _topic(name: str):
+def _topic(name: str) -> faust.TopicT:
     return app.topic(_settings.topic(name), key_type=bytes, value_type=bytes)
 
 

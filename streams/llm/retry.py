@@ -46,7 +46,7 @@ def backoff_delay(call_key: str, attempt: int, base_delay_s: float, max_delay_s:
     ceiling = min(max_delay_s, base_delay_s * 2 ** (attempt - 1))
     digest = hashlib.blake2b(f"retry|{call_key}|{attempt}".encode(), digest_size=8).digest()
     fraction = int.from_bytes(digest, "big") / 2**64
-    return ceiling * (0.5 + 0.5 * fraction)
+    return float(ceiling) * (0.5 + 0.5 * fraction)
 
 
 async def call_with_retries_outcome(

@@ -149,7 +149,8 @@ def _call_fields(call: Any) -> tuple[str, str, dict[str, Any]]:
         return call.id, call.name, dict(call.arguments)
     if not isinstance(call, dict):
         return "", "", {}
-    fn = call.get("function") if isinstance(call.get("function"), dict) else call
+    function = call.get("function")
+    fn: dict[str, Any] = function if isinstance(function, dict) else call
     raw_args = fn.get("arguments", {})
     if isinstance(raw_args, str):
         try:
@@ -492,9 +493,9 @@ def _domain(system: str) -> tuple[str, str]:
     if kind == "general":
         # First words of the prompt ("You are a travel assistant ..." -> "travel assistant").
         words = re.sub(r"^\s*you\s+are\s+(?:an?|the)?\s*", "", system, flags=re.I)
-        words = re.split(r"[.,;:!?\n]", words, maxsplit=1)[0].split()[:4]
-        if words:
-            label = " ".join(words)
+        first = re.split(r"[.,;:!?\n]", words, maxsplit=1)[0].split()[:4]
+        if first:
+            label = " ".join(first)
     return kind, f"{company} {label}".strip()
 
 
@@ -753,7 +754,7 @@ class SimulatedProvider:
             # Standing in for a guard model: the rule screen's score, phrased as a model would.
             from streams.stages.routing.screening import RuleScreen
 
-            user = next((m for m in reversed(request.messages) if m.get("role") == "user"), {})
+            user: dict[str, Any] = next((m for m in reversed(request.messages) if m.get("role") == "user"), {})
             score = RuleScreen().assess(_text_of(user.get("content"))).score
             content = json.dumps({"attack_probability": round(score, 3)})
             return reply(content, [], "stop", _ceil_tokens(len(content)))

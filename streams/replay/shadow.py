@@ -82,7 +82,7 @@ class ReplayReport:
         return sum(1 for c in self.comparisons if not c.differences)
 
     def summary(self, cfg_original: PipelineConfig, cfg_replay: PipelineConfig) -> dict[str, Any]:
-        done = [c for c in self.comparisons if c.replayed is not None]
+        done = [(c.original, c.replayed) for c in self.comparisons if c.replayed is not None]
 
         def cost(cfg: PipelineConfig, d: Decision) -> float:
             return cfg.cost_usd(d.model, d.input_tokens, d.output_tokens)
@@ -95,23 +95,23 @@ class ReplayReport:
             "identical": self.identical,
             "agreement": self.identical / len(self.comparisons) if self.comparisons else 1.0,
             "status_agreement": (
-                sum(1 for c in done if c.original.status == c.replayed.status) / len(done) if done else 1.0  # type: ignore[union-attr]
+                sum(1 for o, r in done if o.status == r.status) / len(done) if done else 1.0
             ),
-            "cost_original_usd": round(sum(cost(cfg_original, c.original) for c in done), 6),
-            "cost_replay_usd": round(sum(cost(cfg_replay, c.replayed) for c in done), 6),  # type: ignore[arg-type]
-            "llm_latency_p95_original_ms": round(p95([c.original.llm_latency_ms for c in done]), 1),
-            "llm_latency_p95_replay_ms": round(p95([c.replayed.llm_latency_ms for c in done]), 1),  # type: ignore[union-attr]
-            "escalations_original": sum(1 for c in done if c.original.status == "escalated"),
-            "escalations_replay": sum(1 for c in done if c.replayed.status == "escalated"),  # type: ignore[union-attr]
+            "cost_original_usd": round(sum(cost(cfg_original, o) for o, _ in done), 6),
+            "cost_replay_usd": round(sum(cost(cfg_replay, r) for _, r in done), 6),
+            "llm_latency_p95_original_ms": round(p95([o.llm_latency_ms for o, _ in done]), 1),
+            "llm_latency_p95_replay_ms": round(p95([r.llm_latency_ms for _, r in done]), 1),
+            "escalations_original": sum(1 for o, _ in done if o.status == "escalated"),
+            "escalations_replay": sum(1 for _, r in done if r.status == "escalated"),
             "skipped_unanswered": self.skipped,
         }
 
 
 async def _by_request(settings: Settings, name: str, cls: type) -> dict[str, Any]:
-    codec, out = get_codec(), {}
+    codec, out = get_codec(), dict[str, Any]()
     for m in await read_all(settings.kafka_bootstrap_servers, settings.topic(name)):
         try:
-            rec = codec.decode(m.value, cls)
+            rec: Any = codec.decode(m.value, cls)
         except DecodeError:
             continue
         out.setdefault(rec.request_id, rec)  # the first answer is the one that was served

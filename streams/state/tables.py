@@ -12,7 +12,7 @@ from streams.kafka.partitioning import partition_for
 from streams.state.sessions import is_stale
 
 
-class SessionKeyedTable(faust.Table):
+class SessionKeyedTable(faust.Table[str, Any]):
     """A table keyed by session id that may be written outside stream iteration.
 
     LLM steps finish in background tasks, where faust has no current event to take the partition
@@ -40,8 +40,7 @@ class SessionKeyedTable(faust.Table):
             yield event
 
 
-_json_by_session = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
+_json_by_session: faust.Schema[str, Any] = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
 
-sessions = app.tables.add(
-    SessionKeyedTable(app, name="sessions", schema=_json_by_session, default=None)
-)
+sessions = SessionKeyedTable(app, name="sessions", schema=_json_by_session, default=None)
+app.tables.add(sessions)

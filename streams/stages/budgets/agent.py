@@ -18,7 +18,7 @@ from streams.config.services import pipeline_config, tracer
 from streams.events.codecs import get_codec
 from streams.events.records import BudgetEvent, Response, Routed, decided_of, identity_of, now_ms
 from streams.kafka import stream_topics
-from streams.kafka.app import app
+from streams.kafka.app import app, ownership_settled
 from streams.kafka.envelope import consume, publish
 from streams.kafka.partitioning import partition_for
 from streams.stages.budgets.estimate import degraded_max_tokens
@@ -27,7 +27,7 @@ from streams.telemetry import attributes as attr
 from streams.telemetry.tracing import headers_with_context, request_attributes, stage_span
 
 
-class TenantKeyedTable(faust.Table):
+class TenantKeyedTable(faust.Table[str, Any]):
     """`tenant` (counters) and `tenant|request_id` (one request's record) live on the tenant's
     partition of the budget topic, so a record can also be written (expired) outside an event."""
 
@@ -35,17 +35,16 @@ class TenantKeyedTable(faust.Table):
         return partition_for(str(key).split("|", 1)[0], self.app.conf.topic_partitions)
 
 
-budgets = app.tables.add(
-    TenantKeyedTable(
-        app, name="budgets", default=None,
-        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
-    )
+budgets = TenantKeyedTable(
+    app, name="budgets", default=None,
+    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
 )
+app.tables.add(budgets)
 """`tenant` -> counters and open reservations; `tenant|request_id` -> that request's record."""
 
 
 @app.agent(stream_topics.budget, name="budgets")
-async def budget_stage(stream):
+async def budget_stage(stream: faust.StreamT[bytes]) -> None:
     await consume(stream, BudgetEvent, "budgets", handle)
 
 
@@ -109,7 +108,7 @@ async def handle(ev: BudgetEvent, event: Any) -> None:
 @app.timer(interval=600.0)
 async def expire_records() -> None:
     """Per-request records older than their TTL go (redeliveries come within minutes)."""
-    if app.rebalancing or not app.tables.recovery.completed.is_set():
+    if not ownership_settled(app):
         return
     cutoff = now_ms() - RECORD_TTL_MS
     owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == stream_topics.budget.get_topic_name()}

@@ -15,6 +15,8 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+import faust
+
 from streams.config.services import (
     pipeline_config,
     provider,
@@ -35,7 +37,7 @@ from streams.events.records import (
     now_ms,
 )
 from streams.kafka import stream_topics
-from streams.kafka.app import app
+from streams.kafka.app import app, ownership_settled
 from streams.kafka.envelope import consume, die, log, publish
 from streams.kafka.partitioning import partition_for
 from streams.kafka.topics import WORKER_HEARTBEAT_S
@@ -131,7 +133,7 @@ async def _dead_letter_task(routed: dict[str, Any], reason: str) -> None:
 
 async def _settled() -> None:
     """Returns once no rebalance or table recovery is in progress (ownership is known)."""
-    while app.rebalancing or not app.tables.recovery.completed.is_set():
+    while not ownership_settled(app):
         await asyncio.sleep(0.05)
 
 
@@ -157,7 +159,7 @@ runner = TaskRunner(
 
 
 @app.agent(stream_topics.routed, name="domain-agents")
-async def domain_agents(stream):
+async def domain_agents(stream: faust.StreamT[bytes]) -> None:
     await consume(stream, Routed, "domain-agents", take_in)
 
 
@@ -238,7 +240,7 @@ def table_digest(table: Any) -> str:
 @app.timer(interval=0.5)
 async def resume_unfinished() -> None:
     """After recovery or a takeover, picks up tasks whose runner died with the old owner."""
-    if app.rebalancing or not app.tables.recovery.completed.is_set():
+    if not ownership_settled(app):
         return
     if not runner.recovered:
         runner.recovered = True
@@ -252,13 +254,13 @@ async def resume_unfinished() -> None:
         log.info("resumed %d session(s) with unfinished tasks", started)
 
 
-@app.on_partitions_assigned.connect
+@app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types receivers without named kwargs
 async def _note_assignment(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
     _assigned_at.append(time.monotonic())
     del _assigned_at[:-1]
 
 
-@app.on_partitions_assigned.connect
+@app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types receivers without named kwargs
 async def _stop_moved(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
     """Runners of sessions whose partition went to another worker stop; the others carry on."""
     name = stream_topics.routed.get_topic_name()
@@ -294,7 +296,7 @@ async def heartbeat() -> None:
 @app.timer(interval=60.0)
 async def expire_sessions() -> None:
     """Drops sessions idle past their TTL (1 h) with nothing queued, on the partitions we own."""
-    if app.rebalancing or not app.tables.recovery.completed.is_set():
+    if not ownership_settled(app):
         return
     now = now_ms()
     for sid, s in list(sessions.items()):

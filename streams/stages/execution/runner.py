@@ -222,12 +222,13 @@ class TaskRunner:
         """Dead-letters the task's request with the reason and answers `error`."""
         reason = reason[:500]
         await self.dead_letter(task["routed"], reason)
-        await self._finish(sid, task["request_id"], task["routed"], Finish("error", "", (reason,), None), None)
+        await self._finish(sid, task["request_id"], task["routed"], Finish("error", "", [reason], None), None)
 
     def _steps(self, sid: str, request_id: str) -> list[dict[str, Any]]:
         task = state.current_task(self.sessions.get(sid))
         assert task and task["request_id"] == request_id
-        return task["steps"]
+        steps: list[dict[str, Any]] = task["steps"]
+        return steps
 
     def write(self, sid: str, value: dict[str, Any]) -> None:
         """Every write to a session goes here: stamped with this worker's owner epoch, and
@@ -302,7 +303,9 @@ class TaskRunner:
         tokens = int(step["input_tokens"]) + int(step["output_tokens"])
         if not tokens:
             return
-        run = f"{routed['request_id']}#{int(state.current_task(self.sessions[sid]).get('follow_up', 0))}"
+        task = state.current_task(self.sessions[sid])
+        assert task is not None
+        run = f"{routed['request_id']}#{int(task.get('follow_up', 0))}"
         cost = self.config_of(routed).cost_usd(routed["model"], int(step["input_tokens"]), int(step["output_tokens"]))
         await self.charge(routed, run, f"{run}@{step['index']}", tokens, cost)
 
@@ -473,6 +476,7 @@ class TaskRunner:
                 span.add_event("hold", {attr.GEN_AI_TOOL_NAME: fin.hold["name"], "reason": fin.hold["result"]})
         steps = self._steps(sid, request_id)
         task = state.current_task(self.sessions[sid])
+        assert task is not None
         follow_up = int(task.get("follow_up", 0))
         # A resumed task's earlier steps were counted (and settled) with its first answer.
         used = steps[int(task.get("counted_from", 0)):]

@@ -22,20 +22,19 @@ from streams.stages.monitoring.metrics import record, summarize, triggers
 from streams.telemetry import attributes as attr
 from streams.telemetry.tracing import stage_span
 
-metrics = app.tables.add(
-    faust.Table(
-        app,
-        name="monitor",
-        default=None,
-        partitions=1,
-        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
-    )
+metrics: faust.Table[str, Any] = faust.Table(
+    app,
+    name="monitor",
+    default=None,
+    partitions=1,
+    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
 )
+app.tables.add(metrics)
 """`<version>|<arm>` -> window of outcomes; `rollback|<version>` -> the last automatic rollback."""
 
 
 @app.agent(stream_topics.monitor, name="monitor")
-async def monitor(stream):
+async def monitor(stream: faust.StreamT[bytes]) -> None:
     await consume(stream, Response, "monitor", observe)
 
 

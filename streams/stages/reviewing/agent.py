@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+import faust
+
 from streams.events.records import HumanDecision, now_ms
 from streams.kafka import stream_topics
 from streams.kafka.app import app
@@ -24,7 +26,7 @@ from streams.telemetry.tracing import stage_span
 
 
 @app.agent(stream_topics.human_decisions, name="reviews")
-async def reviews(stream):
+async def reviews(stream: faust.StreamT[bytes]) -> None:
     await consume(stream, HumanDecision, "reviews", take_decision)
 
 

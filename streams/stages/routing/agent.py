@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import faust
+
 from streams.config.pipeline import PipelineConfig
 from streams.config.services import control_watcher, pipeline_config, provider, tracer
 from streams.control.rollout import ROLLOUT, pick_arm
@@ -34,7 +36,7 @@ async def follow_control() -> None:
 
 
 @app.agent(stream_topics.requests, name="router")
-async def router(stream):
+async def router(stream: faust.StreamT[bytes]) -> None:
     await consume(stream, Request, "router", handle)
 
 

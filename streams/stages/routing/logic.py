@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from streams.config.pipeline import PipelineConfig
@@ -126,7 +127,7 @@ def sanitize_context(context: list[ContextMessage]) -> tuple[list[ContextMessage
     return cleaned, stripped
 
 
-def classify_domain(text: str, domains: dict[str, object]) -> str:
+def classify_domain(text: str, domains: Mapping[str, object]) -> str:
     for domain, pattern in DOMAIN_RULES:
         if domain in domains and pattern.search(text):
             return domain

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import faust
+
 from streams.config.services import pipeline_config, tracer, verifier_checks
 from streams.events.records import Executed
 from streams.kafka import stream_topics
@@ -20,7 +22,7 @@ from streams.telemetry.tracing import (
 
 
 @app.agent(stream_topics.executed, name="verifier")
-async def verifier(stream):
+async def verifier(stream: faust.StreamT[bytes]) -> None:
     await consume(stream, Executed, "verifier", check)
 
 
