@@ -14,7 +14,8 @@ Where things live (a request's path, top to bottom):
 - `config/`: `settings` (environment), `pipeline` (the versioned config file), `services`
   (provider, tracer, tool ledger, redactor: built on first use).
 - `telemetry/`: `tracing`, `span_pump` (spans to Kafka), `redaction`.
-- `llm/`: providers (OpenAI-compatible, simulator, recorded), retries.
+- `llm/`: providers (OpenAI-compatible, recorded), retries, and `simulator/` (`provider`,
+  `parsing`, `intents`, `phrasing`, `draws`).
 - `control/`: rollout state and the control-topic watcher.
 - `replay/`: shadow runs (`shadow`) and their diff (`report`).
 - `console/`: the web console. `cli/`: the `agentstream` commands, one module per group.
