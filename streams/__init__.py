@@ -6,7 +6,8 @@ Where things live (a request's path, top to bottom):
 - `events/`: `records` (the dataclasses on the wire), `codecs` (Avro single-object encoding).
 - `kafka/`: `app` (the Faust app), `topics` (names, partition counts, creation),
   `stream_topics` (the app's topic objects), `partitioning`, `topic_reader`, `envelope`
-  (decode → handle → dead-letter → finish), `commit_guard`, `processes` (worker subprocesses).
+  (decode → handle → dead-letter → finish), `commit_guard`, `processes` (worker subprocesses), `launcher` (the local
+  KRaft broker: stdlib only).
 - `stages/`: `routing` → `budgets` → `execution` → `verification` → `responding`, plus
   `reviewing` (human decisions) and `monitoring` (windowed metrics, rollback); `compose`
   registers them all on the app.

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
-import importlib.util
 import json
 import os
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import click
@@ -29,8 +27,8 @@ import streams.cli.rollout
 import streams.cli.status  # noqa: F401 - registers `status`
 from streams.cli.output import console, fail, print_rows
 from streams.client import AgentStreamClient, ResponseTimeout
-from streams.config.settings import REPO_ROOT
 from streams.events.records import ContextMessage, Response
+from streams.kafka import launcher
 from streams.kafka.app import app
 from streams.kafka.processes import WorkerProcess
 from streams.kafka.topic_reader import read_all
@@ -74,21 +72,9 @@ _stages_only_for_the_worker()
 settings = app.agentstream_settings
 
 
-def kafka_launcher() -> ModuleType:
-    """The broker launcher lives with its config in infra/kafka; load it by path."""
-    path = REPO_ROOT / "infra" / "kafka" / "launcher.py"
-    spec = importlib.util.spec_from_file_location("agentstream_kafka_launcher", path)
-    if spec is None or spec.loader is None:
-        fail(f"Kafka launcher not found at {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @app.command(argument("action", type=click.Choice(["up", "down", "status"])))
 async def kafka(self: AppCommand, action: str) -> None:
     """Start, stop or inspect the local single-node Kafka broker (KRaft)."""
-    launcher = kafka_launcher()
     if action == "up":
         bootstrap = await asyncio.to_thread(launcher.up, log=lambda m: console.print(f"[dim]{m}"))
         console.print(f"Kafka is up at {bootstrap}")
@@ -178,8 +164,7 @@ DEMO_SCRIPT: list[tuple[str, str, str]] = [
 
 
 def _broker_reachable(bootstrap: str) -> bool:
-    launcher = kafka_launcher()
-    return any(launcher.probe(h, p) for h, p in launcher._parse_bootstrap(bootstrap))
+    return any(launcher.probe(h, p) for h, p in launcher.parse_bootstrap(bootstrap))
 
 
 @app.command(
@@ -190,7 +175,6 @@ def _broker_reachable(bootstrap: str) -> bool:
 async def demo(self: AppCommand, timeout_s: float, keep: bool, console_port: int) -> None:
     """Start what is missing (broker, worker), send scripted requests, print the answers."""
     started = time.monotonic()
-    launcher = kafka_launcher()
     started_broker = False
     if not _broker_reachable(settings.kafka_bootstrap_servers):
         console.print("No Kafka broker reachable: starting the local one (first run downloads jars)…")

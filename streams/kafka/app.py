@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, cast
 
 import faust
@@ -21,6 +22,8 @@ class AgentStreamApp(faust.App):
     async def on_first_start(self) -> None:
         # Topics first, with their partition counts: auto-created topics break co-partitioning.
         await ensure_topics(self.agentstream_settings)
+        # Faust creates its data directory without parents; ours may not exist yet.
+        Path(self.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
 
     async def on_start(self) -> None:
@@ -77,7 +80,6 @@ def ownership_settled(app: faust.App) -> bool:
 
 
 def create_app(settings: Settings) -> AgentStreamApp:
-    (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     app = AgentStreamApp(
         settings.app_id,
         broker=[f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")],

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from streams.config.settings import REPO_ROOT
+from streams.kafka import launcher
 from tests.integration.harness import Pipeline
 
 
-def _launcher():
-    spec = importlib.util.spec_from_file_location("launcher", REPO_ROOT / "infra/kafka/launcher.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _launcher() -> ModuleType:
+    return launcher
 
 
 def _docker_answers() -> bool:

@@ -3,27 +3,18 @@ developers and by tests, and a second call has to reuse the running broker, not 
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from streams.kafka import launcher
+
 pytestmark = pytest.mark.integration
 
-LAUNCHER_PATH = Path(__file__).resolve().parents[2] / "infra" / "kafka" / "launcher.py"
-
-
 def _load_launcher() -> ModuleType:
-    """Load by path, exactly as the CLI does (infra/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("agentstream_kafka_launcher", LAUNCHER_PATH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    """The module the CLI, the tests and `infra/kafka/launcher.py` all use."""
+    return launcher
 
 
 def test_up_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
