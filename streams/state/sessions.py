@@ -7,7 +7,21 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import Any, cast
+
+from streams.state.model import (
+    DecisionRecord,
+    HeldTask,
+    Hold,
+    HoldSpec,
+    Outcome,
+    RoutedValue,
+    Session,
+    StepKind,
+    StepState,
+    StepStatus,
+    Task,
+)
 
 SESSION_TTL_MS = 3_600_000
 MAX_TURNS = 20
@@ -25,7 +39,6 @@ MAX_QUEUED_BYTES = 384 * 1024
 class SessionFull(ValueError):
     """The session cannot take another task without outgrowing its byte cap."""
 
-Session = dict[str, Any]
 
 
 def new_session(session_id: str, user_id: str, tenant_id: str) -> Session:
@@ -65,7 +78,7 @@ def _remember(seen: dict[str, int], request_id: str, now: int, window_ms: int) -
 
 def enqueue(
     s: Session | None,
-    routed: dict[str, Any],
+    routed: RoutedValue,
     now: int,
     traceparent: str = "",
     window_ms: int = SEEN_WINDOW_MS,
@@ -74,9 +87,10 @@ def enqueue(
 
     Raises `SessionFull` when the queued tasks would not fit under `MAX_QUEUED_BYTES`."""
     s = copy.deepcopy(s) if s else new_session(routed["session_id"], routed["user_id"], routed["tenant_id"])
-    if isinstance(s.get("handled"), list):  # values written before the dedup window existed
-        s["handled"] = dict.fromkeys(s["handled"], now)
-    s.pop("responded", None)
+    legacy = cast(dict[str, Any], s)  # values written by older versions
+    if isinstance(legacy.get("handled"), list):  # before the dedup window existed
+        s["handled"] = dict.fromkeys(legacy["handled"], now)
+    legacy.pop("responded", None)
     rid = routed["request_id"]
     if rid in s["handled"] or any(t["request_id"] == rid for t in s["queue"]):
         return s, False
@@ -115,11 +129,11 @@ def knows(s: Session | None, request_id: str) -> bool:
     return request_id in s["handled"] or any(t["request_id"] == request_id for t in s["queue"])
 
 
-def current_task(s: Session | None) -> dict[str, Any] | None:
+def current_task(s: Session | None) -> Task | None:
     return s["queue"][0] if s and s["queue"] else None
 
 
-def record_step(s: Session, request_id: str, step: dict[str, Any], now: int) -> Session:
+def record_step(s: Session, request_id: str, step: StepState, now: int) -> Session:
     """Appends or replaces (same index) a step of the task at the head of the queue.
 
     Copies only the path it changes (session, queue, head task, its step list): the step
@@ -138,7 +152,7 @@ def record_step(s: Session, request_id: str, step: dict[str, Any], now: int) -> 
 
 
 def finish_task(
-    s: Session, request_id: str, status: str, answer: str, hold: dict[str, Any] | None, now: int
+    s: Session, request_id: str, status: Outcome, answer: str, hold: HoldSpec | None, now: int
 ) -> Session:
     """Moves the task at the head of the queue to the history. A `hold` (a held tool call, or an
     answer a human must see first) is kept pending with what it takes to resume the task."""
@@ -154,16 +168,12 @@ def finish_task(
         s["conversation"].append({"role": "assistant", "content": answer, "request_id": request_id})
     del s["conversation"][:-MAX_TURNS]
     if hold:
-        s["holds"].append(
-            {
-                "request_id": request_id,
-                **hold,
-                "pending": True,
-                "follow_up": int(task.get("follow_up", 0)),
-                "held_ms": now,
-                "task": {k: task[k] for k in ("routed", "steps", "traceparent") if k in task},
-            }
-        )
+        held = cast(Hold, {"request_id": request_id, **hold})
+        held["pending"] = True
+        held["follow_up"] = int(task.get("follow_up", 0))
+        held["held_ms"] = now
+        held["task"] = HeldTask(routed=task["routed"], steps=task["steps"], traceparent=task["traceparent"])
+        s["holds"].append(held)
         _trim_holds(s)
     touch(s, now)
     return cap_size(s)
@@ -180,7 +190,7 @@ class DecisionRefused(ValueError):
     """A human decision that cannot be applied (nothing pending, already decided, bad edit)."""
 
 
-def pending_hold(s: Session | None, request_id: str) -> dict[str, Any] | None:
+def pending_hold(s: Session | None, request_id: str) -> Hold | None:
     if not s:
         return None
     return next((h for h in s.get("holds", []) if h["request_id"] == request_id and h.get("pending")), None)
@@ -215,9 +225,13 @@ def decide(s: Session, decision: dict[str, Any], now: int) -> tuple[Session, boo
     assert hold is not None
     task = hold.pop("task")
     hold["pending"] = False
-    hold["decision"] = {
-        k: decision.get(k, "") for k in ("decision_id", "decision", "reviewer", "note", "decided_ms")
-    }
+    hold["decision"] = DecisionRecord(
+        decision_id=decision.get("decision_id", ""),
+        decision=decision.get("decision", ""),
+        reviewer=decision.get("reviewer", ""),
+        note=decision.get("note", ""),
+        decided_ms=decision.get("decided_ms", ""),
+    )
     s["queue"].append(
         {
             "request_id": rid,
@@ -235,7 +249,7 @@ def decide(s: Session, decision: dict[str, Any], now: int) -> tuple[Session, boo
     return s, True
 
 
-def review_steps(hold: dict[str, Any], decision: dict[str, Any], index: int) -> list[dict[str, Any]]:
+def review_steps(hold: Hold, decision: dict[str, Any], index: int) -> list[StepState]:
     """The steps a decision adds to the held task. For a held tool call: a `review` step named by
     the call id with the arguments to run (edited or as proposed); a rejection also records the
     call's result as refused, so the model is told and answers the user. For a held answer: a
@@ -245,22 +259,19 @@ def review_steps(hold: dict[str, Any], decision: dict[str, Any], index: int) -> 
         raise DecisionRefused(f"decision must be approve, edit or reject, not {verdict!r}")
     if not str(decision.get("reviewer", "")).strip():
         raise DecisionRefused("a decision names its reviewer")
-    status = {"approve": "approved", "edit": "edited", "reject": "rejected"}[verdict]
+    status = _REVIEWED[verdict]
     note = str(decision.get("note", ""))
     record = json.dumps({"reviewer": decision["reviewer"], "note": note}, ensure_ascii=False)
-    base = {"idempotency_key": "", "input_tokens": 0, "output_tokens": 0, "latency_ms": 0.0}
     if hold.get("kind") == "hold":
         arguments = hold["arguments"]
         if verdict == "edit":
             arguments = _edited_arguments(decision.get("edited_arguments", ""))
         call_id = hold["call_id"]
-        steps = [{**base, "index": index, "kind": "review", "name": call_id, "arguments": arguments, "result": record, "status": status}]
+        steps = [_human_step(index, "review", call_id, arguments, record, status)]
         if verdict == "reject":
             refusal = "a human reviewer rejected this action" + (f": {note}" if note else "")
-            steps.append(
-                {**base, "index": index + 1, "kind": "tool_result", "name": call_id, "arguments": "",
-                 "result": json.dumps({"error": refusal}, ensure_ascii=False), "status": "error"}
-            )
+            result = json.dumps({"error": refusal}, ensure_ascii=False)
+            steps.append(_human_step(index + 1, "tool_result", call_id, "", result, "error"))
         return steps
     answer = hold.get("draft", "")
     if verdict == "edit":
@@ -269,7 +280,18 @@ def review_steps(hold: dict[str, Any], decision: dict[str, Any], index: int) -> 
             raise DecisionRefused("edit of a held answer needs the edited answer text")
     elif verdict == "approve" and not answer.strip():
         raise DecisionRefused("there is no draft answer to approve; edit it with the answer to give")
-    return [{**base, "index": index, "kind": "review", "name": "answer", "arguments": answer if verdict != "reject" else "", "result": record, "status": status}]
+    return [_human_step(index, "review", "answer", answer if verdict != "reject" else "", record, status)]
+
+
+_REVIEWED: dict[str, StepStatus] = {"approve": "approved", "edit": "edited", "reject": "rejected"}
+
+
+def _human_step(index: int, kind: StepKind, name: str, arguments: str, result: str, status: StepStatus) -> StepState:
+    """A step a human's decision adds (no tokens, no latency of ours)."""
+    return StepState(
+        index=index, kind=kind, name=name, arguments=arguments, result=result, status=status,
+        idempotency_key="", input_tokens=0, output_tokens=0, latency_ms=0.0,
+    )
 
 
 def _edited_arguments(text: str) -> str:
@@ -321,7 +343,7 @@ class OwnerEpochs:
         self._stamped.clear()
 
     def stamp(self, session_id: str, value: Session, current: Session | None) -> Session:
-        epoch = int((current or {}).get("epoch", 0))
+        epoch = int(current.get("epoch", 0)) if current else 0
         if session_id not in self._stamped:
             epoch += 1
             self._stamped.add(session_id)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import faust
 
 from streams.kafka.app import app
 from streams.kafka.partitioning import partition_for
+from streams.state.model import Session
 from streams.state.sessions import is_stale
 
 
-class SessionKeyedTable(faust.Table[str, Any]):
+class SessionKeyedTable(faust.Table[str, Session]):
     """A table keyed by session id that may be written outside stream iteration.
 
     LLM steps finish in background tasks, where faust has no current event to take the partition
@@ -34,7 +35,7 @@ class SessionKeyedTable(faust.Table[str, Any]):
             key = self._to_key(event.key)
             current = applied[key] if key in applied else self.data.get(key)
             value = event.value
-            if isinstance(value, dict) and isinstance(current, dict) and is_stale(current, value):
+            if isinstance(value, dict) and isinstance(current, dict) and is_stale(cast(Session, current), cast(Session, value)):
                 continue
             applied[key] = value
             yield event

@@ -1,6 +1,6 @@
 """The agent loop as a pure function of the recorded steps.
 
-A task's state is its list of steps (dicts shaped like the Avro `Step`). `plan_next` looks only at
+A task's state is its list of steps (dicts shaped like the Avro `StepState`). `plan_next` looks only at
 that list, so a worker that resumes a task after a crash makes exactly the decision the dead worker
 would have made at the same step.
 """
@@ -10,21 +10,20 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from streams.config.pipeline import DomainConfig, ExecutionConfig, PolicyConfig
 from streams.llm.base import ToolCall
 from streams.stages.execution.policy import hold_reason, refunded
-
-Step = dict[str, Any]
+from streams.state.model import HoldSpec, Outcome, StepState
 
 
 @dataclass(frozen=True)
 class Finish:
-    status: str  # ok | escalated | error | degraded | fallback
+    status: Outcome
     answer: str
     reasons: list[str] = field(default_factory=list)
-    hold: Step | None = None  # a hold step to record before finishing
+    hold: HoldSpec | None = None  # a hold step to record before finishing
 
 
 @dataclass(frozen=True)
@@ -52,14 +51,14 @@ def idempotency_key(request_id: str, step_index: int, call: ToolCall) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def llm_step_calls(step: Step) -> list[ToolCall]:
+def llm_step_calls(step: StepState) -> list[ToolCall]:
     data = json.loads(step["result"] or "{}")
     return [ToolCall(c["id"], c["name"], c["arguments"]) for c in data.get("tool_calls", [])]
 
 
 def plan_next(
     request_id: str,
-    steps: list[Step],
+    steps: list[StepState],
     execution: ExecutionConfig,
     policy: PolicyConfig,
     refunded_before: float = 0.0,
@@ -71,7 +70,8 @@ def plan_next(
         return CallLLM(len(steps))
     last = steps[llm_indexes[-1]]
     if last["status"] != "ok":
-        return Finish(last["status"], "", [last["result"]])
+        # An LLM step that did not answer: its status (fallback, degraded) is the outcome.
+        return Finish(cast(Outcome, last["status"]), "", [last["result"]])
     calls = llm_step_calls(last)
     if not calls:
         answer = json.loads(last["result"]).get("content", "")
@@ -117,7 +117,7 @@ def plan_next(
         prior = refunded_before + refunded([{"routed": {"created_ms": 0}, "steps": steps}], 0)
         reason = hold_reason(call.name, call.arguments, policy, prior)
         if reason:
-            hold = {
+            hold: HoldSpec = {
                 "index": len(steps),
                 "kind": "hold",
                 "name": call.name,
@@ -136,7 +136,7 @@ def plan_next(
     return CallLLM(len(steps))
 
 
-def _reviewed_answer(review: Step) -> Finish:
+def _reviewed_answer(review: StepState) -> Finish:
     """A held answer after its human decision: the approved or edited text, or a refusal."""
     if review["status"] == "rejected":
         note = json.loads(review["result"] or "{}").get("note", "")
@@ -153,7 +153,7 @@ def build_messages(
     history: list[dict[str, str]],
     context: list[dict[str, str]],
     text: str,
-    steps: list[Step],
+    steps: list[StepState],
     notes: list[str],
     max_context_chars: int = 24_000,
 ) -> tuple[list[dict[str, Any]], int]:

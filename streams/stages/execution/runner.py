@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
 
@@ -39,6 +39,7 @@ from streams.stages.execution.policy import refunded
 from streams.stages.execution.tools import DEMO_TOOLS, ToolLedger, tools_for
 from streams.stages.verification.logic import Checks, findings
 from streams.state import sessions as state
+from streams.state.model import Session, StepState, Task
 from streams.telemetry import attributes as attr
 from streams.telemetry.tracing import context_from_traceparent, headers_with_context, mark_error
 
@@ -53,7 +54,7 @@ FALLBACK_ANSWER = (
 )
 
 
-def llm_step(index: int, model: str) -> dict[str, Any]:
+def llm_step(index: int, model: str) -> StepState:
     return {
         "index": index,
         "kind": "llm_call",
@@ -203,7 +204,7 @@ class TaskRunner:
         finally:
             self.inflight.pop(sid, None)
 
-    async def _failed(self, sid: str, task: dict[str, Any], exc: Exception) -> None:
+    async def _failed(self, sid: str, task: Task, exc: Exception) -> None:
         """A task that keeps failing must not crash-loop its partition: after `max_failures` it
         is answered `error` with the reason; before that the failure is recorded and the worker
         ends (the task resumes on the next owner, which may not share this worker's fault)."""
@@ -218,19 +219,19 @@ class TaskRunner:
             raise exc
         await self._give_up(sid, task, f"task failed {failures} times, last with {type(exc).__name__}: {exc}")
 
-    async def _give_up(self, sid: str, task: dict[str, Any], reason: str) -> None:
+    async def _give_up(self, sid: str, task: Task, reason: str) -> None:
         """Dead-letters the task's request with the reason and answers `error`."""
         reason = reason[:500]
         await self.dead_letter(task["routed"], reason)
         await self._finish(sid, task["request_id"], task["routed"], Finish("error", "", [reason], None), None)
 
-    def _steps(self, sid: str, request_id: str) -> list[dict[str, Any]]:
+    def _steps(self, sid: str, request_id: str) -> list[StepState]:
         task = state.current_task(self.sessions.get(sid))
         assert task and task["request_id"] == request_id
-        steps: list[dict[str, Any]] = task["steps"]
+        steps: list[StepState] = task["steps"]
         return steps
 
-    def write(self, sid: str, value: dict[str, Any]) -> None:
+    def write(self, sid: str, value: Session) -> None:
         """Every write to a session goes here: stamped with this worker's owner epoch, and
         indexed when it leaves work to do."""
         self.sessions[sid] = self.epochs.stamp(sid, value, self.sessions.get(sid))
@@ -245,11 +246,11 @@ class TaskRunner:
         if not self.owned(self.part(sid)):
             raise asyncio.CancelledError
 
-    async def _write_step(self, sid: str, request_id: str, step: dict[str, Any]) -> None:
+    async def _write_step(self, sid: str, request_id: str, step: StepState) -> None:
         await self._fence(sid)
         self.write(sid, state.record_step(self.sessions[sid], request_id, step, now_ms()))
 
-    async def _drive(self, sid: str, task: dict[str, Any]) -> None:
+    async def _drive(self, sid: str, task: Task) -> None:
         request_id, routed = task["request_id"], task["routed"]
         parent = context_from_traceparent(task.get("traceparent", ""))
         with self.tracer.start_as_current_span(
@@ -298,7 +299,7 @@ class TaskRunner:
                 await self._finish(sid, request_id, routed, action, span)
                 return
 
-    async def _charge(self, sid: str, routed: dict[str, Any], step: dict[str, Any]) -> None:
+    async def _charge(self, sid: str, routed: dict[str, Any], step: StepState) -> None:
         """The call's usage to the budget stage, priced as the settlement prices the task."""
         tokens = int(step["input_tokens"]) + int(step["output_tokens"])
         if not tokens:
@@ -316,7 +317,7 @@ class TaskRunner:
         messages: list[dict[str, Any]],
         request_id: str,
         trimmed_chars: int,
-    ) -> dict[str, Any]:
+    ) -> StepState:
         cfg = self.config_of(routed)
         ex = cfg.execution
         model = routed["model"]
@@ -413,7 +414,7 @@ class TaskRunner:
         self, sid: str, request_id: str, routed: dict[str, Any], action: RunTool
     ) -> None:
         call = action.call
-        tool_step = {
+        tool_step: StepState = {
             "index": action.index,
             "kind": "tool_call",
             "name": call.name,
@@ -455,7 +456,7 @@ class TaskRunner:
                 mark_error(span, "tool_error", str(result["error"]))
             latency = (time.perf_counter() - started) * 1000
         await self._write_step(sid, request_id, {**tool_step, "status": "done", "latency_ms": latency})
-        result_step = {
+        result_step: StepState = {
             **tool_step,
             "index": action.index + 1,
             "kind": "tool_result",
@@ -471,7 +472,8 @@ class TaskRunner:
         self, sid: str, request_id: str, routed: dict[str, Any], fin: Finish, span: Any
     ) -> None:
         if fin.hold:
-            await self._write_step(sid, request_id, {**llm_step(fin.hold["index"], ""), **fin.hold})
+            # A hold step: the step fields of an empty LLM step, with the hold's own.
+            await self._write_step(sid, request_id, cast(StepState, {**llm_step(fin.hold["index"], ""), **fin.hold}))
             if span is not None:
                 span.add_event("hold", {attr.GEN_AI_TOOL_NAME: fin.hold["name"], "reason": fin.hold["result"]})
         steps = self._steps(sid, request_id)
@@ -552,8 +554,14 @@ def output_messages(resp: ChatResponse) -> str:
     )
 
 
-def step_record(s: dict[str, Any]) -> Step:
-    return Step(**{k: s.get(k, v) for k, v in llm_step(0, "").items()})
+def step_record(s: StepState) -> Step:
+    """The Avro `Step` of a recorded step (a hold's `call_id` stays in the session)."""
+    return Step(
+        index=s["index"], kind=s["kind"], name=s.get("name", ""), arguments=s.get("arguments", ""),
+        result=s.get("result", ""), idempotency_key=s.get("idempotency_key", ""),
+        input_tokens=s.get("input_tokens", 0), output_tokens=s.get("output_tokens", 0),
+        latency_ms=s.get("latency_ms", 0.0), status=s.get("status", "ok"),
+    )
 
 
 async def _no_wait() -> None:
