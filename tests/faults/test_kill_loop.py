@@ -56,15 +56,25 @@ async def test_kill_loop_three_workers(pipeline: Pipeline) -> None:
     # ClickHouse: never two decision rows for one request (a verifier re-run after a kill is not
     # a second decision), and the rollup equal to the rows. Rows can be missing: a span still in
     # a killed worker's export buffer is lost (spans are at-most-once from a killed worker).
-    spans = len(await pipeline.read_topic("traces"))
-    deadline = time.monotonic() + 120
+    # Answers come first (the runner publishes them directly); the verifier stage's decision
+    # spans follow as it works off its backlog. Wait until every span on the topic is stored and
+    # neither the topic nor the decisions have grown for 15 s (or all are decided).
+    deadline = time.monotonic() + 300
+    last, still_since = (-1, -1), time.monotonic()
     while time.monotonic() < deadline:
+        spans = len(await pipeline.read_topic("traces"))
         stored = await asyncio.to_thread(
             _one, url, "SELECT uniqExact(SpanId) FROM agentstream.otel_traces"
         )
-        if stored >= spans:
+        decided = await asyncio.to_thread(
+            _one, url, "SELECT uniqExact(request_id) FROM agentstream.decisions"
+        )
+        if (spans, decided) != last:
+            last, still_since = (spans, decided), time.monotonic()
+        if stored >= spans and (decided >= n or time.monotonic() - still_since >= 15):
             break
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(3.0)
+    figures["span_rows_behind"] = max(0, spans - stored)
     await asyncio.sleep(3.0)  # a late duplicate row would land by now
     figures["decision_rows"] = await asyncio.to_thread(
         _one, url, "SELECT count() FROM agentstream.decisions"
