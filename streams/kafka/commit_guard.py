@@ -40,10 +40,48 @@ class CommitGuard:
         self.holes: dict[Any, int] = {}  # lowest offset acked unhandled, until it is handled
         self.rewound: dict[Any, tuple[int, int]] = {}  # (hole, generation) already seeked back to
         self.dropped = 0  # acks of events that were never handled (for the log and tests)
+        # Topics written without transactions: their offsets have no gaps, so a stage that sees
+        # offset N+k right after N was not given N+1..N+k-1.
+        self.contiguous: set[str] = set()
+        self.high: dict[Any, int] = {}  # highest offset a stage saw per partition (start - 1 at first)
+        self.gaps_rewound: set[tuple[Any, int]] = set()  # (partition, offset) sought back to once
+        self.gaps = 0  # skipped ranges found (for the log and tests)
+        self.gap_open: dict[Any, int] = {}  # first offset of a skipped range not seen again yet
 
-    def watch(self, topics: Iterable[str]) -> None:
-        """Guard these input topics (called when a stage starts consuming them)."""
+    def watch(self, topics: Iterable[str], contiguous: bool = True) -> None:
+        """Guard these input topics (called when a stage starts consuming them); `contiguous`
+        when nothing writes them in transactions (whose commit markers take offsets)."""
+        topics = set(topics)
         self.topics.update(topics)
+        if contiguous:
+            self.contiguous.update(topics)
+
+    def skipped(self, consumer: Any, message: Any) -> bool:
+        """True when events before this one were never given to the stage (Faust's consumer
+        advances its read offset past a fetched batch whose delivery a rebalance cancelled);
+        the partition is then read again from the first one missed, and nothing at or past it
+        is committed until the re-read reaches it. Each gap is sought back to once."""
+        tp = message.tp
+        if tp.topic not in self.contiguous:
+            return False
+        high = self.high.get(tp)  # the highest offset the stage saw since the assignment
+        gap = self.gap_open.get(tp)
+        if gap is not None and high is not None and gap <= message.offset <= high:
+            del self.gap_open[tp]  # the re-read reached the skipped range
+        self.high[tp] = message.offset if high is None else max(high, message.offset)
+        if high is None or message.offset <= high + 1 or (tp, high + 1) in self.gaps_rewound:
+            return False
+        first = high + 1
+        self.gaps += 1
+        self.gaps_rewound.add((tp, first))
+        self.gap_open[tp] = first
+        log.warning(
+            "%s[%s]: offset %d arrived after %d; reading again from %d (events skipped in a rebalance)",
+            tp.topic, tp.partition, message.offset, high, first,
+        )
+        task = asyncio.ensure_future(consumer.seek(tp, first))
+        task.add_done_callback(_log_failure)
+        return True
 
     def finish(self, message: Any) -> None:
         """The stage is done with this event: its offset may be committed."""
@@ -56,6 +94,8 @@ class CommitGuard:
             self.finished.pop(tp, None)
             self.holes.pop(tp, None)
             self.rewound.pop(tp, None)
+            self.high.pop(tp, None)
+            self.gap_open.pop(tp, None)
 
     def committable(self, consumer: Any, tp: Any) -> bool:
         """Cleans `consumer._acked[tp]` of unhandled offsets; False while a hole is at the head.
@@ -88,6 +128,9 @@ class CommitGuard:
             elif not acked or min(acked) > hole:
                 self._rewind(consumer, tp, hole)
                 return False
+        gap = self.gap_open.get(tp)
+        if gap is not None and acked and min(acked) > gap:
+            return False  # events skipped before these are being read again
         # False: an event at the committed position is not handled yet.
         return committed is None or not acked or min(acked) <= committed
 
@@ -123,11 +166,16 @@ class CommitGuard:
                 for tp, offset in committed.items()
                 if tp.topic in self.topics and (offset is None or offset <= 0)
             ]
+            for tp, offset in committed.items():
+                if tp.topic in self.contiguous and offset is not None and offset > 0:
+                    self.high[TopicPartition(tp.topic, tp.partition)] = offset - 1
             if fresh:
                 # A concrete offset, not aiokafka's lazy `seek_to_beginning`: while that reset is
                 # pending the position is None, and Faust's livelock check asserts on it.
                 for tp, offset in (await consumer.earliest_offsets(*fresh)).items():
                     await consumer.seek(tp, offset)
+                    if tp.topic in self.contiguous:
+                        self.high[TopicPartition(tp.topic, tp.partition)] = offset - 1
             return committed
 
         consumer.seek_to_committed = seek_to_committed_or_beginning

@@ -58,7 +58,7 @@ async def decode_or_dead_letter(event: Any, cls: type[T]) -> T | None:
 Handler = Callable[[T, Any], Awaitable[None]]
 
 
-async def consume(stream: Any, cls: type[T], stage: str, handle: Handler[T]) -> None:
+async def consume(stream: Any, cls: type[T], stage: str, handle: Handler[T], *, contiguous: bool = True) -> None:
     """The one skeleton of every stage: decode or dead-letter, handle, fail loudly.
 
     A handler that raises on one event dead-letters that event with the reason and goes on, so a
@@ -67,9 +67,10 @@ async def consume(stream: Any, cls: type[T], stage: str, handle: Handler[T]) -> 
     ends the worker, and the event is redelivered to whoever takes the partition.
     """
     guard = stream.app.commit_guard
-    guard.watch(stream.channel.topics)
+    guard.watch(stream.channel.topics, contiguous)
     try:
         async for event in stream.events():
+            guard.skipped(stream.app.consumer, event.message)  # then re-read from the gap; this one is handled too
             record = await decode_or_dead_letter(event, cls)
             if record is not None:
                 try:

@@ -144,3 +144,49 @@ async def test_after_a_rebalance_a_partition_with_nothing_committed_is_read_from
     guard.install(c)
     assert await c.seek_to_committed() == {routed: None, other: 42, changelog: None}
     assert c.seeks == [(routed, 7)], "only guarded input topics, only those with nothing committed"
+
+
+async def test_events_skipped_without_an_ack_are_read_again_and_not_committed_past() -> None:
+    # The kill loop with budgets lost 24 consecutive requests of one partition: fetched, then
+    # dropped when a rebalance cancelled their delivery, never acked; the stage saw 161 -> 186.
+    guard = CommitGuard()
+    guard.watch([TOPIC])
+    c = consumer(committed=None, acked=[])
+    guard.install(c)
+    guard.high[P0] = 136  # the committed offset after the rebalance was 137
+
+    def see(offset: int) -> bool:
+        return guard.skipped(c, SimpleNamespace(tp=P0, offset=offset))
+
+    assert not see(137)
+    assert see(162), "138..161 never reached the stage"
+    await asyncio.sleep(0)
+    assert c.seeks == [(P0, 138)] and guard.gaps == 1
+    handled(guard, 137, 162)
+    ack(c, 137, 162)
+    assert c._new_offset(P0) == 138, "137 may be committed; nothing past the skipped range"
+    assert not see(163), "an event fetched before the seek is not a new gap"
+    handled(guard, 163)
+    ack(c, 163)
+    assert c._new_offset(P0) is None
+    assert not see(138), "the re-read reached the skipped range"
+    handled(guard, *range(138, 162))
+    ack(c, *range(138, 162))
+    assert c._new_offset(P0) == 164
+
+
+async def test_an_empty_range_is_sought_back_to_once_and_transactional_topics_are_not_checked() -> None:
+    guard = CommitGuard()
+    guard.watch([TOPIC])
+    guard.watch(["agentstream.monitor.v1"], contiguous=False)
+    c = consumer(committed=None, acked=[])
+    guard.install(c)
+    guard.high[P0] = 9
+    assert guard.skipped(c, SimpleNamespace(tp=P0, offset=12))  # 10, 11: not on the log after all
+    assert not guard.skipped(c, SimpleNamespace(tp=P0, offset=12)), "re-read from 10 starts at 12"
+    assert not guard.skipped(c, SimpleNamespace(tp=P0, offset=13))
+    await asyncio.sleep(0)
+    assert c.seeks == [(P0, 10)] and guard.gap_open == {}
+    monitor = TP("agentstream.monitor.v1", 0)
+    guard.high[monitor] = 0
+    assert not guard.skipped(c, SimpleNamespace(tp=monitor, offset=5)), "commit markers take offsets"

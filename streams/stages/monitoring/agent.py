@@ -35,7 +35,8 @@ app.tables.add(metrics)
 
 @app.agent(stream_topics.monitor, name="monitor")
 async def monitor(stream: faust.StreamT[bytes]) -> None:
-    await consume(stream, Response, "monitor", observe)
+    # The responder writes this topic in transactions: commit markers take offsets.
+    await consume(stream, Response, "monitor", observe, contiguous=False)
 
 
 async def observe(resp: Response, event: Any) -> None:
