@@ -27,6 +27,8 @@ class Load:
 
     sent: dict[str, Request] = field(default_factory=dict)
     refunds: set[str] = field(default_factory=set)
+    tenant_id: str = "default"
+    tenants: int = 1  # >1: users spread over that many tenants, `<tenant_id>-<n>`
 
     def make(self, i: int, sessions: int, tool_every: int = 4) -> Request:
         rid = f"r{i:06d}-{uuid.uuid4().hex[:6]}"
@@ -37,6 +39,7 @@ class Load:
             request_id=rid,
             session_id=sid,
             user_id=f"u{i % sessions}",
+            tenant_id=self.tenant_id if self.tenants == 1 else f"{self.tenant_id}-{i % sessions % self.tenants}",
             text=text,
             created_ms=now_ms(),
         )

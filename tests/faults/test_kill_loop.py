@@ -1,16 +1,22 @@
-"""Workers SIGKILLed at random while serving: nothing lost, nothing doubled, tools run once."""
+"""Workers SIGKILLed at random while serving: nothing lost, nothing doubled, tools run once,
+budget counters exact."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import random
 import time
+import uuid
 
 import pytest
 
 from sinks.analytics import run_query
+from streams.config.pipeline import DEFAULT_CONFIG
+from streams.events.records import Response
 from streams.kafka.processes import WorkerProcess
+from streams.kafka.topic_reader import read_all
 from tests.faults.load import Load, count, report, settle, where_lost
 from tests.integration.harness import Pipeline
 
@@ -19,11 +25,20 @@ pytestmark = pytest.mark.fault
 
 async def test_kill_loop_three_workers(pipeline: Pipeline) -> None:
     url = f"chdb://{pipeline.tmp / 'clickhouse'}"
+    # Budgets on (ceilings far above the load): every request is reserved, each LLM call
+    # charged and each task settled, so the counters can be checked against the answers.
+    config = pipeline.tmp / "config.toml"
+    config.write_text(
+        DEFAULT_CONFIG.read_text()
+        + '\n[[budgets.ceilings]]\nscope = "user"\nwindow = "day"\nmax_tokens = 100000000\non_exceed = "error"\n'
+        + '\n[[budgets.ceilings]]\nscope = "tenant"\nwindow = "month"\nmax_cost_usd = 100000.0\non_exceed = "error"\n'
+    )
     pipeline.env_extra.update(
         {
             "AGENTSTREAM_SIM_LATENCY_MS": "300",
             "AGENTSTREAM_SESSION_TIMEOUT_S": "4",
             "CLICKHOUSE_URL": url,
+            "AGENTSTREAM_CONFIG_FILE": str(config),
         }
     )
     workers = [pipeline.start_worker() for _ in range(3)]
@@ -31,7 +46,7 @@ async def test_kill_loop_three_workers(pipeline: Pipeline) -> None:
     pipeline.workers.append(sink)  # stopped by the fixture whatever happens
     for w in [*workers, sink]:
         await pipeline.wait_ready(w)
-    load = Load()
+    load = Load(tenant_id=f"t-{uuid.uuid4().hex[:8]}", tenants=20)
     n, rng = 3000, random.Random(7)
     producing = asyncio.create_task(load.publish(pipeline, n, sessions=300, rate=60.0))
     kills = 0
@@ -88,6 +103,7 @@ async def test_kill_loop_three_workers(pipeline: Pipeline) -> None:
     figures.update(
         await where_lost(pipeline, set(load.sent) - {r.request_id for r in responses}, load.sent)
     )
+    figures.update(await _budget_figures(pipeline, load.tenant_id, responses))
     # Events Faust acked without our handler seeing them (skipped in a rebalance): the commit
     # guard kept each of these offsets uncommitted, so the next owner handled them.
     figures["unhandled_acks_held"] = sum(w.log().count("acked without being handled") for w in pipeline.workers)
@@ -104,6 +120,10 @@ async def test_kill_loop_three_workers(pipeline: Pipeline) -> None:
     assert figures["decision_rows"] == figures["decision_requests"] <= n, figures
     assert figures["decision_rows"] >= 0.95 * n, figures
     assert figures["decisions_rollup"] == figures["decision_rows"], figures
+    # Budget counters equal the usage recorded in the answers: no charge missed or doubled.
+    assert figures["budget_users_off"] == 0, figures
+    assert figures["budget_tokens_counted"] == figures["budget_tokens_answered"] > 0, figures
+    assert figures["budget_held_tokens_left"] == 0, figures
     for w in [*workers, sink]:
         assert w.alive, w.log()[-3000:]
     sink.stop()
@@ -113,3 +133,39 @@ def _one(url: str, sql: str) -> int:
     """One number, read through the running sink's read-only endpoint."""
     _, rows = run_query(sql, clickhouse_url=url)
     return int(rows[0][0])
+
+
+async def _budget_figures(pipeline: Pipeline, tenant: str, responses: list[Response]) -> dict[str, int]:
+    """Per user: tokens counted by the budget stage (all its day windows, in the values of the
+    run's tenants `<tenant>-<n>`) against the tokens of the first answer to each request, once
+    the last reservation is released."""
+    first: dict[str, Response] = {}
+    for r in responses:
+        first.setdefault(r.request_id, r)
+    want = collections.Counter()
+    for r in first.values():
+        want[r.user_id] += r.input_tokens + r.output_tokens
+    got: collections.Counter[str] = collections.Counter()
+    held = -1
+    for _ in range(120):
+        latest: dict[str, dict] = {}
+        for m in await read_all(pipeline.bootstrap, f"{pipeline.settings.app_id}-budgets-changelog"):
+            key = json.loads(m.key)
+            if key.startswith(f"{tenant}-") and "|" not in key:
+                latest[key] = json.loads(m.value) if m.value else {}
+        got = collections.Counter()
+        held = 0
+        for value in latest.values():
+            for key, w in value.get("windows", {}).items():
+                if key.startswith("user:") and "|day|" in key:
+                    got[key.split("|", 1)[0].removeprefix("user:")] += w["tokens"]
+                    held += w["held_tokens"]
+        if held == 0 and got == want:
+            break
+        await asyncio.sleep(1.0)
+    return {
+        "budget_tokens_answered": sum(want.values()),
+        "budget_tokens_counted": sum(got.values()),
+        "budget_users_off": sum(1 for u in set(want) | set(got) if want[u] != got[u]),
+        "budget_held_tokens_left": held,
+    }
