@@ -131,6 +131,14 @@ def _crossed(
     return None
 
 
+def _copies(b: Budget | None, record: Record | None, now_ms: int) -> tuple[Budget, Record]:
+    """Copies of the tenant value and the request's record to change (pure functions: the
+    table's values are never mutated in place), or new ones."""
+    b = copy.deepcopy(b) if b else new_budget()
+    record = copy.deepcopy(record) if record else {"admission": None, "keys": [], "settled": [], "at_ms": now_ms}
+    return b, record
+
+
 def charge(
     b: Budget | None,
     record: Record | None,
@@ -147,8 +155,7 @@ def charge(
     """Counts one LLM call of a task run (`settle_id`) and takes it off the reservation's hold.
     False (nothing changes) for a charge already applied or one arriving after its run settled:
     the settlement counted everything the run's steps recorded."""
-    b = copy.deepcopy(b) if b else new_budget()
-    record = copy.deepcopy(record) if record else {"admission": None, "keys": [], "settled": [], "at_ms": now_ms}
+    b, record = _copies(b, record, now_ms)
     charged = record.setdefault("charged", {})
     if settle_id in record["settled"] or charge_id in charged:
         return b, record, False
@@ -195,8 +202,7 @@ def settle(
     """Ends a task run: `tokens`/`cost_usd` are everything its recorded steps used; what its
     charges did not count yet is counted now, and the rest of the reservation is released.
     False for a settle id already applied (a redelivery)."""
-    b = copy.deepcopy(b) if b else new_budget()
-    record = copy.deepcopy(record) if record else {"admission": None, "keys": [], "settled": [], "at_ms": now_ms}
+    b, record = _copies(b, record, now_ms)
     if settle_id in record["settled"]:
         return b, record, False
     charges = [c for c in record.get("charged", {}).values() if c[0] == settle_id]
