@@ -328,24 +328,29 @@ def expired(s: Session, now: int) -> bool:
 class OwnerEpochs:
     """Stamps session values with the epoch of the worker that owns the session's partition.
 
-    The first write a worker makes to a session after it was (re)assigned the partition raises
-    the epoch by one; later writes keep it. A worker that lost the partition without noticing
-    (a zombie) still writes its old epoch, which is lower than the new owner's, and
-    `is_stale` lets a table rebuild skip those writes, so the zombie cannot overwrite the new
-    owner's state in the changelog.
+    The epoch is the consumer group generation in which the worker was given the partition:
+    Kafka raises it at every rebalance and gives a partition to one member per generation, so
+    two owners of a session never share an epoch, even when an owner in between never wrote
+    (a counter bumped on write would tie there). A worker that lost the partition without
+    noticing (a zombie) still writes its old, lower generation, and `is_stale` lets a table
+    rebuild skip those writes, so the zombie cannot overwrite the new owner's state in the
+    changelog. Should the group ever be recreated (its generation restarts), the stored epoch
+    plus one keeps epochs rising.
     """
 
     def __init__(self) -> None:
         self._stamped: set[str] = set()
+        self._generation = 0
 
-    def reassigned(self) -> None:
-        """Partitions were (re)assigned: every session gets a new epoch at its next write."""
+    def reassigned(self, generation: int) -> None:
+        """Partitions were (re)assigned in `generation`: every session is stamped anew at its next write."""
         self._stamped.clear()
+        self._generation = max(generation, 0)
 
     def stamp(self, session_id: str, value: Session, current: Session | None) -> Session:
         epoch = int(current.get("epoch", 0)) if current else 0
         if session_id not in self._stamped:
-            epoch += 1
+            epoch = max(epoch + 1, self._generation)
             self._stamped.add(session_id)
         value["epoch"] = epoch
         return value

@@ -59,16 +59,40 @@ def test_session_value_is_capped_oldest_history_first() -> None:
 
 def test_owner_epochs_fence_a_zombie_on_rebuild() -> None:
     old_owner, new_owner = state.OwnerEpochs(), state.OwnerEpochs()
+    old_owner.reassigned(4)
     v1 = old_owner.stamp("s", {"n": 1}, None)
     v2 = old_owner.stamp("s", {"n": 2}, v1)
-    assert v1["epoch"] == v2["epoch"] == 1, "one epoch per ownership"
+    assert v1["epoch"] == v2["epoch"] == 4, "one epoch per ownership: the generation it was given in"
+    new_owner.reassigned(5)
     taken = new_owner.stamp("s", {"n": 3}, v2)  # the new owner's first write after takeover
-    assert taken["epoch"] == 2
+    assert taken["epoch"] == 5
     zombie = old_owner.stamp("s", {"n": 99}, v2)  # written by the old owner after it lost it
     assert state.is_stale(taken, zombie) and not state.is_stale(v2, taken)
     assert not state.is_stale(taken, None), "deletes always apply"
-    new_owner.reassigned()
-    assert new_owner.stamp("s", {"n": 4}, taken)["epoch"] == 3
+    new_owner.reassigned(6)
+    assert new_owner.stamp("s", {"n": 4}, taken)["epoch"] == 6
+
+
+def test_owner_epochs_do_not_tie_when_an_owner_in_between_never_wrote() -> None:
+    """A -> B -> C: B never wrote, so B and C both start from A's value. A counter bumped on
+    write would give both the same epoch and let zombie B overwrite C on a rebuild."""
+    a, b, c = state.OwnerEpochs(), state.OwnerEpochs(), state.OwnerEpochs()
+    a.reassigned(7)
+    by_a = a.stamp("s", {"n": 1}, None)
+    b.reassigned(8)
+    c.reassigned(9)
+    by_c = c.stamp("s", {"n": 2}, by_a)
+    late_b = b.stamp("s", {"n": 3}, by_a)  # B wakes up and writes from its stale copy
+    assert state.is_stale(by_c, late_b)
+
+
+def test_owner_epochs_keep_rising_after_the_group_is_recreated() -> None:
+    """A recreated group starts its generations again; epochs already stored must not win."""
+    owner = state.OwnerEpochs()
+    owner.reassigned(1)
+    stored: dict = {"n": 1, "epoch": 40}
+    fresh = owner.stamp("s", {"n": 2}, stored)
+    assert fresh["epoch"] == 41 and not state.is_stale(stored, fresh)
 
 
 def test_queued_tasks_cannot_outgrow_the_session_cap() -> None:

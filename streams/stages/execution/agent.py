@@ -264,7 +264,7 @@ async def _note_assignment(sender: Any, assigned: set[Any], **kwargs: Any) -> No
 async def _stop_moved(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
     """Runners of sessions whose partition went to another worker stop; the others carry on."""
     name = stream_topics.routed.get_topic_name()
-    runner.epochs.reassigned()
+    runner.epochs.reassigned(int(getattr(app, "consumer_generation_id", 0) or 0))
     runner.rescan = True  # recovered or standby values never went through runner.write
     runner.assigned_at = time.monotonic()
     actives = app.assignor.assigned_actives()
