@@ -13,7 +13,8 @@ Where things live (a request's path, top to bottom):
   registers them all on the app.
 - `state/`: `sessions` (session, task and step values), `tables` (the Faust tables).
 - `config/`: `settings` (environment), `pipeline` (the versioned config file), `services`
-  (provider, tracer, tool ledger, redactor: built on first use).
+  (provider, tracer, tool ledger, redactor: one `Services` per app, `app.services`, each
+  piece built on first use).
 - `telemetry/`: `tracing`, `span_pump` (spans to Kafka), `redaction`.
 - `llm/`: providers (OpenAI-compatible, recorded), retries, and `simulator/` (`provider`,
   `parsing`, `intents`, `phrasing`, `draws`).

@@ -36,7 +36,6 @@ settings = app.agentstream_settings
 async def sink(self: AppCommand, group: str, batch_rows: int, batch_age: float, query_port: int) -> None:
     """Consume agentstream.traces.v1 into ClickHouse (commits offsets only after the insert)."""
     from sinks.consumer import run_sink
-    from streams.config.services import redactor
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = asyncio.Event()
@@ -62,7 +61,7 @@ async def sink(self: AppCommand, group: str, batch_rows: int, batch_age: float, 
         dead_letter_topic=settings.topic(DEADLETTER),
         query_port=query_port,
         client=client,
-        redact=redactor().redact_structured,
+        redact=app.services.redactor.redact_structured,
         on_ready=lambda: console.print(f"sink ready: {settings.topic(TRACES)} -> {settings.clickhouse_url}"),
     )
     console.print_json(json.dumps(stats.as_dict()))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from functools import cached_property
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 
@@ -12,12 +13,22 @@ from streams.config.settings import Settings, get_settings
 from streams.kafka.commit_guard import CommitGuard
 from streams.kafka.topics import ensure_topics
 
+if TYPE_CHECKING:
+    from streams.config.services import Services
+
 
 class AgentStreamApp(faust.App):
     """faust.App that knows its settings and creates its topics before it starts."""
 
     agentstream_settings: Settings
     commit_guard: CommitGuard
+
+    @cached_property
+    def services(self) -> Services:
+        """The worker's runtime pieces (provider, ledger, tracing), built on first use."""
+        from streams.config.services import Services  # the stages' dependencies, not the CLI's
+
+        return Services(self.agentstream_settings)
 
     async def on_first_start(self) -> None:
         # Topics first, with their partition counts: auto-created topics break co-partitioning.

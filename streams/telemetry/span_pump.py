@@ -10,7 +10,6 @@ import asyncio
 
 import mode
 
-from streams.config.services import span_queue, tracer_provider
 from streams.kafka import stream_topics
 from streams.kafka.app import app
 from streams.kafka.envelope import log
@@ -19,7 +18,7 @@ from streams.kafka.envelope import log
 @app.service
 class SpanPump(mode.Service):
     async def _drain(self) -> int:
-        q = span_queue()
+        q = app.services.span_queue
         sent = 0
         while not q.empty():
             key, value = q.get_nowait()
@@ -34,7 +33,7 @@ class SpanPump(mode.Service):
                 await self.sleep(0.05)
 
     async def on_stop(self) -> None:
-        provider = tracer_provider()
+        provider = app.services.tracer_provider
         if provider is not None:
             # shutdown() flushes the batch processor on this worker thread, never on the loop.
             await asyncio.to_thread(provider.shutdown)

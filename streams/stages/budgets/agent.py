@@ -14,7 +14,6 @@ from typing import Any
 
 import faust
 
-from streams.config.services import pipeline_config, tracer
 from streams.events.codecs import get_codec
 from streams.events.records import BudgetEvent, Response, Routed, decided_of, identity_of, now_ms
 from streams.kafka import stream_topics
@@ -49,7 +48,7 @@ async def budget_stage(stream: faust.StreamT[bytes]) -> None:
 
 
 async def handle(ev: BudgetEvent, event: Any) -> None:
-    ceilings = pipeline_config().budgets
+    ceilings = app.services.pipeline_config.budgets
     rkey = f"{ev.tenant_id}|{ev.request_id}"
     if ev.kind == "settle":
         value, record, applied = settle(
@@ -83,7 +82,7 @@ async def handle(ev: BudgetEvent, event: Any) -> None:
         budgets[rkey] = record
         budgets[ev.tenant_id] = value
     topic = stream_topics.budget.get_topic_name()
-    with stage_span(tracer(), topic, "budget", event.headers, request_attributes(routed)) as span:
+    with stage_span(app.services.tracer, topic, "budget", event.headers, request_attributes(routed)) as span:
         span.set_attribute(attr.AGENTSTREAM_BUDGET_ADMITTED, admission.admitted)
         span.set_attribute(attr.AGENTSTREAM_BUDGET_RESERVED_TOKENS, ev.tokens)
         span.set_attribute(attr.AGENTSTREAM_BUDGET_RESERVED_COST_USD, ev.cost_usd)

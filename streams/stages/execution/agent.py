@@ -17,14 +17,6 @@ from typing import Any
 
 import faust
 
-from streams.config.services import (
-    pipeline_config,
-    provider,
-    redactor,
-    tool_ledger,
-    tracer,
-    verifier_checks,
-)
 from streams.events.codecs import get_codec
 from streams.events.records import (
     BudgetEvent,
@@ -70,7 +62,7 @@ async def _emit(executed: Executed, headers: dict[str, bytes] | None = None) -> 
     reached the outbox (1 of 3,000 requests, 10 SIGKILLs). The runner does not depend on that.
     """
     await publish(stream_topics.executed, executed, headers, wait=True)
-    verdict = verify(executed, verifier_checks(executed.config_version))
+    verdict = verify(executed, app.services.verifier_checks(executed.config_version))
     if verdict.escalation:
         # On the review queue before the user reads "escalated" (the verifier's copy is the same
         # escalation again; the queue keeps one per request and follow-up).
@@ -81,7 +73,7 @@ async def _emit(executed: Executed, headers: dict[str, bytes] | None = None) -> 
 async def _settle(executed: Executed) -> None:
     """What the task used, to its tenant's budget partition (acknowledged): releases the
     reservation and counts the actual tokens and cost. Nothing when no budget is configured."""
-    cfg = pipeline_config()
+    cfg = app.services.pipeline_config
     if not cfg.budgets:
         return
     used = executed.input_tokens + executed.output_tokens
@@ -101,7 +93,7 @@ async def _charge(routed: dict[str, Any], _run: str, charge_id: str, tokens: int
     """One LLM call's usage, to its tenant's budget partition. Not awaited to the broker: the
     settlement at the task's end counts whatever a lost charge did not (same producer, same
     partition, so a charge never arrives after its own settlement)."""
-    if not pipeline_config().budgets:
+    if not app.services.pipeline_config.budgets:
         return
     event = BudgetEvent(
         kind="charge",
@@ -140,9 +132,9 @@ async def _settled() -> None:
 runner = TaskRunner(
     sessions=sessions,
     emit=_emit,
-    provider=provider(),
-    cfg=pipeline_config(),
-    ledger=tool_ledger(),
+    provider=app.services.provider,
+    cfg=app.services.pipeline_config,
+    ledger=app.services.tool_ledger,
     partitions=_settings.partitions,
     owned=_owned,
     crash=lambda exc: die("domain-runner", exc),
@@ -151,9 +143,9 @@ runner = TaskRunner(
     dead_letter=_dead_letter_task,
     settle=_settle,
     charge=_charge,
-    checks=verifier_checks,
-    tracer=tracer(),
-    redact=redactor().redact_structured,
+    checks=app.services.verifier_checks,
+    tracer=app.services.tracer,
+    redact=app.services.redactor.redact_structured,
     capture_content=_settings.capture_content,
 )
 

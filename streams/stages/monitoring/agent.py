@@ -11,7 +11,6 @@ from typing import Any
 
 import faust
 
-from streams.config.services import control_watcher, pipeline_config, tracer
 from streams.control.rollout import ROLLOUT, candidate_share
 from streams.events.codecs import get_codec
 from streams.events.records import Control, Response, now_ms
@@ -44,7 +43,7 @@ async def observe(resp: Response, event: Any) -> None:
         # A follow-up's latency includes the human review; a budget refusal says nothing of the
         # config that would have served it.
         return
-    base = pipeline_config()
+    base = app.services.pipeline_config
     cfg = base.for_version(resp.config_version)
     key = f"{resp.config_version}|{resp.rollout_arm or 'control'}"
     cost = cfg.cost_usd(resp.model, resp.input_tokens, resp.output_tokens)
@@ -57,7 +56,7 @@ async def observe(resp: Response, event: Any) -> None:
     reasons = triggers(summarize(window, resp.responded_ms, base.monitor.window_s), base.monitor)
     if not reasons:
         return
-    current = control_watcher().get(ROLLOUT)
+    current = app.services.control_watcher.get(ROLLOUT)
     if candidate_share(base, current) == 0:
         return  # already off
     last = metrics.get(f"rollback|{candidate.version}")
@@ -73,7 +72,7 @@ async def roll_back(version: str, reason: str, event: Any) -> None:
         name=ROLLOUT, percent=0, candidate_version=version, reason=reason, actor="monitor", updated_ms=now_ms()
     )
     attrs = {attr.AGENTSTREAM_CONFIG_VERSION: version, attr.AGENTSTREAM_ROLLBACK_REASON: reason}
-    with stage_span(tracer(), stream_topics.monitor.get_topic_name(), "monitor", event.headers, attrs) as span:
+    with stage_span(app.services.tracer, stream_topics.monitor.get_topic_name(), "monitor", event.headers, attrs) as span:
         fut = await stream_topics.control.send(key=ROLLOUT.encode(), value=get_codec().encode(control), partition=0)
         await fut
         span.add_event("rollback", {attr.AGENTSTREAM_ROLLBACK_REASON: reason, attr.AGENTSTREAM_CONFIG_VERSION: version})

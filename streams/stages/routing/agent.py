@@ -7,7 +7,6 @@ from typing import Any
 import faust
 
 from streams.config.pipeline import PipelineConfig
-from streams.config.services import control_watcher, pipeline_config, provider, tracer
 from streams.control.rollout import ROLLOUT, pick_arm
 from streams.events.codecs import get_codec
 from streams.events.records import Request, Response, Routed
@@ -32,7 +31,7 @@ from streams.telemetry.tracing import (
 @app.task
 async def follow_control() -> None:
     """Rollout changes reach this worker's router within a second (no restart)."""
-    await control_watcher().follow()
+    await app.services.control_watcher.follow()
 
 
 @app.agent(stream_topics.requests, name="router")
@@ -44,9 +43,9 @@ async def handle(req: Request, event: Any) -> None:
     """Stateless: a redelivered request is routed again; the domain agent drops a task it already
     has and the responder drops an answer that already went out, so nothing is marked here before
     it is sent (a mark written before a send that never happened loses the request)."""
-    watcher = control_watcher()
+    watcher = app.services.control_watcher
     await watcher.wait_caught_up()
-    arm, cfg = pick_arm(req.user_id, pipeline_config(), watcher.get(ROLLOUT))
+    arm, cfg = pick_arm(req.user_id, app.services.pipeline_config, watcher.get(ROLLOUT))
     problem = identity_problem(req, event.message.key)
     if problem:
         # No safe place to answer: a response keyed by a wrong or empty session could reach
@@ -54,7 +53,7 @@ async def handle(req: Request, event: Any) -> None:
         await dead_letter(event, problem)
         return
     topic = stream_topics.requests.get_topic_name()
-    with stage_span(tracer(), topic, "router", event.headers, request_attributes(req)) as span:
+    with stage_span(app.services.tracer, topic, "router", event.headers, request_attributes(req)) as span:
         try:
             decision = route(req, cfg, raw_bytes=len(event.message.value or b""), arm=arm)
         except Exception as exc:  # one bad request must not stop the stage
@@ -87,7 +86,7 @@ async def handle(req: Request, event: Any) -> None:
                 }
             )
             # A re-delivered routed request is sent again: the domain agent drops it if it has it.
-            if pipeline_config().budgets:
+            if app.services.pipeline_config.budgets:
                 await reserve_budget(decision, cfg, headers_with_context(span))
             else:
                 await publish(stream_topics.routed, decision, headers_with_context(span))
@@ -118,7 +117,7 @@ async def _guard_verdict(routed: Routed, cfg: PipelineConfig) -> Assessment | No
     if not cfg.router.guard_model:
         return None
     guard = GuardModelScreen(
-        provider(),
+        app.services.provider,
         cfg.router.guard_model,
         threshold=cfg.router.guard_threshold,
         fail_closed=cfg.router.guard_fail_closed,

@@ -6,7 +6,6 @@ from typing import Any
 
 import faust
 
-from streams.config.services import pipeline_config, tracer, verifier_checks
 from streams.events.records import Executed
 from streams.kafka import stream_topics
 from streams.kafka.app import app
@@ -29,9 +28,9 @@ async def verifier(stream: faust.StreamT[bytes]) -> None:
 async def check(ex: Executed, event: Any) -> None:
     """Stateless: a re-emitted answer is verified again and the responder drops the copy."""
     topic = stream_topics.executed.get_topic_name()
-    with stage_span(tracer(), topic, "verifier", event.headers, request_attributes(ex)) as span:
-        cfg = pipeline_config().for_version(ex.config_version)
-        verdict = verify(ex, verifier_checks(ex.config_version))
+    with stage_span(app.services.tracer, topic, "verifier", event.headers, request_attributes(ex)) as span:
+        cfg = app.services.pipeline_config.for_version(ex.config_version)
+        verdict = verify(ex, app.services.verifier_checks(ex.config_version))
         cost = cfg.cost_usd(ex.model, ex.input_tokens, ex.output_tokens)
         reasons = verdict.escalation.reasons if verdict.escalation else list(ex.reasons)
         span.set_attributes(
