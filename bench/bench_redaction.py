@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streams.telemetry.redaction import Redactor
-from tests.unit.pii_corpus import NEGATIVE, POSITIVE
+from tests.unit.corpora.pii_corpus import NEGATIVE, POSITIVE
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streams.stages.routing.screening import RuleScreen
-from tests.unit.jailbreak_corpus import ATTACKS, DISGUISED, HAND_ATTACKS, ORDINARY
+from tests.unit.corpora.jailbreak_corpus import ATTACKS, DISGUISED, HAND_ATTACKS, ORDINARY
 
 BASELINE = [
     re.compile(p, re.IGNORECASE)

@@ -180,7 +180,7 @@ def _port_free(port: int) -> bool:
         return True
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
@@ -328,7 +328,7 @@ def _controller_port(port: int, state: dict[str, Any]) -> int:
         return previous
     if port + 1 <= 65535 and _port_free(port + 1):
         return port + 1
-    return _free_port()
+    return free_port()
 
 
 def _write_server_properties(layout: _Layout, port: int, controller_port: int) -> None:

@@ -1,11 +1,8 @@
-"""Fault drills run against the real broker, like the integration tests (same fixtures)."""
+"""Fault drills run against the real broker with the shared fixtures of `tests/conftest.py`."""
 
 from typing import Any
 
 from tests.faults.load import REPORTS
-from tests.integration.conftest import bootstrap, pipeline
-
-__all__ = ["bootstrap", "pipeline"]
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 from sinks.analytics import QueryError, run_query
 from streams.events.codecs import get_codec
 from streams.events.records import Request, Response, now_ms
-from tests.integration.harness import Pipeline
+from tests.harness import Pipeline
 
 TOOL_TEXT = "Refund ${amount} for order 1234"
 PLAIN_TEXTS = ("What are your opening hours?", "Where is my order 1234?", "Is the dashboard down?")

@@ -15,19 +15,18 @@ import pytest
 from sinks.clickhouse import connect
 from streams.events.codecs import get_codec
 from streams.events.records import Span
+from streams.kafka import launcher
 from streams.kafka.processes import WorkerProcess
 from tests.faults.load import Load, count, report, settle, stored_spans, where_lost
-from tests.integration.conftest import _launcher
-from tests.integration.harness import Pipeline
+from tests.harness import Pipeline
 
 pytestmark = pytest.mark.fault
 
 
 @pytest.fixture
 def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    launcher = _launcher()
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
-    port = launcher._free_port()
+    port = launcher.free_port()
     data = tmp_path / "kafka"
     bootstrap = launcher.up(port=port, data_dir=data, log=lambda _m: None)
     yield launcher, port, data, bootstrap

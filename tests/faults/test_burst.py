@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.faults.load import Load, count, report, settle
-from tests.integration.harness import Pipeline
+from tests.harness import Pipeline
 
 pytestmark = pytest.mark.fault
 

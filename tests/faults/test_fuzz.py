@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from streams.events.codecs import HEADER_LEN, get_codec
 from streams.events.records import ContextMessage, DeadLetter, Request, now_ms
 from tests.faults.load import count, report, settle
-from tests.integration.harness import Pipeline
+from tests.harness import Pipeline
 
 pytestmark = pytest.mark.fault
 

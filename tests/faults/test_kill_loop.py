@@ -18,7 +18,7 @@ from streams.events.records import Response
 from streams.kafka.processes import WorkerProcess
 from streams.kafka.topic_reader import read_all
 from tests.faults.load import Load, count, report, settle, where_lost
-from tests.integration.harness import Pipeline
+from tests.harness import Pipeline
 
 pytestmark = pytest.mark.fault
 

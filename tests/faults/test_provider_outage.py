@@ -11,7 +11,7 @@ import pytest
 
 from streams.config.pipeline import DEFAULT_CONFIG
 from tests.faults.load import Load, count, report, settle
-from tests.integration.harness import Pipeline
+from tests.harness import Pipeline
 
 pytestmark = pytest.mark.fault
 

@@ -13,7 +13,7 @@ from streams.events.codecs import get_codec
 from streams.events.records import Span
 from streams.kafka.processes import WorkerProcess
 from tests.faults.load import Load, count, report, settle, stored_spans
-from tests.integration.harness import Pipeline
+from tests.harness import Pipeline
 
 pytestmark = pytest.mark.fault
 

@@ -17,7 +17,7 @@ from streams.kafka.topic_reader import read_all
 from streams.stages.budgets.estimate import reservation
 from streams.stages.budgets.ledger import Ceiling, window_key
 from streams.stages.routing.logic import route
-from tests.integration.harness import Pipeline
+from tests.harness import Pipeline
 
 TEXT = "Where is my order 1234?"
 

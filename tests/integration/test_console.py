@@ -31,7 +31,7 @@ from streams.config.pipeline import load_config
 from streams.config.settings import REPO_ROOT
 from streams.kafka.processes import WorkerProcess
 from streams.replay.report import publish_report, report_span
-from tests.integration.harness import Pipeline
+from tests.harness import Pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import json
 import re
 import time
 
-from tests.integration.harness import Pipeline
+from tests.harness import Pipeline
 
 DIGEST = re.compile(r"sessions table rebuilt: keys=(\d+) digest=(\w+) after ([\d.]+)s")  # prefix of the line
 

@@ -9,7 +9,7 @@ import uuid
 
 from streams.events.codecs import get_codec
 from streams.events.records import DeadLetter, Escalation, Request, Routed, Span, now_ms
-from tests.integration.harness import Pipeline
+from tests.harness import Pipeline
 
 CASES = [
     # (session, text, expected status, expected domain or None, text the reason must contain)

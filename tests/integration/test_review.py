@@ -11,7 +11,7 @@ import uuid
 
 from streams.events.codecs import get_codec
 from streams.events.records import DeadLetter, HumanDecision, now_ms
-from tests.integration.harness import Pipeline
+from tests.harness import Pipeline
 
 REFUND_250 = "I was charged twice, refund 250 dollars on order #77"
 

@@ -14,7 +14,7 @@ import uuid
 from streams.config.pipeline import DEFAULT_CONFIG, load_config
 from streams.events.codecs import get_codec
 from streams.events.records import Control
-from tests.integration.harness import Pipeline
+from tests.harness import Pipeline
 
 FLAKY = """
 [candidate.models.small]

@@ -13,7 +13,7 @@ import uuid
 from streams.config.pipeline import DEFAULT_CONFIG, load_config
 from streams.control.rollout import stable_bucket
 from streams.events.records import Response
-from tests.integration.harness import Pipeline
+from tests.harness import Pipeline
 
 CFG = load_config()
 

@@ -21,7 +21,7 @@ from streams.events.codecs import get_codec
 from streams.events.records import Executed, Response
 from streams.kafka.processes import WorkerProcess
 from streams.replay.shadow import replay
-from tests.integration.harness import Pipeline
+from tests.harness import Pipeline
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

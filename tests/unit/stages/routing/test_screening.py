@@ -9,7 +9,7 @@ from streams.config.pipeline import load_config
 from streams.events.records import ContextMessage, Request, Response
 from streams.stages.routing.logic import route
 from streams.stages.routing.screening import RuleScreen, normalized_variants
-from tests.unit.jailbreak_corpus import ATTACKS, DISGUISED, HAND_ATTACKS, ORDINARY
+from tests.unit.corpora.jailbreak_corpus import ATTACKS, DISGUISED, HAND_ATTACKS, ORDINARY
 
 CFG = load_config()
 

@@ -12,7 +12,7 @@ from streams.stages.reviewing.queue import pending_reviews
 from streams.stages.verification.logic import checks_for, verify
 from streams.state import sessions as state
 from streams.telemetry.redaction import Redactor
-from tests.unit.test_agent_loop import llm
+from tests.unit.steps import llm
 
 CFG = load_config()
 CHECKS = checks_for(CFG.policy, Redactor().findings)

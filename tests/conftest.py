@@ -1,20 +1,18 @@
-"""Integration fixtures: the real broker (a missing broker fails, never skips)."""
+"""Shared fixtures of the integration tests and fault drills: the real broker (a missing broker
+fails, never skips) and a pipeline of real worker processes. Tests under `tests/integration/`
+and `tests/faults/` are marked `integration` and `fault` by their folder, so
+`pytest -m "not integration and not fault"` runs the unit tests alone."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from streams.kafka import launcher
-from tests.integration.harness import Pipeline
-
-
-def _launcher() -> ModuleType:
-    return launcher
+from tests.harness import Pipeline
 
 
 def _docker_answers() -> bool:
@@ -27,6 +25,16 @@ def _docker_answers() -> bool:
         return False
 
 
+_MARK_BY_FOLDER = {"integration": pytest.mark.integration, "faults": pytest.mark.fault}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.parent.name
+        if folder in _MARK_BY_FOLDER:
+            item.add_marker(_MARK_BY_FOLDER[folder])
+
+
 @pytest.fixture(scope="session")
 def bootstrap() -> Iterator[str]:
     """The broker the integration tests talk to; a missing one fails, never skips.
@@ -37,7 +45,6 @@ def bootstrap() -> Iterator[str]:
     """
     servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if servers:
-        launcher = _launcher()
         host, _, port = servers.split(",")[0].rpartition(":")
         assert launcher.probe(host, int(port)), f"no Kafka broker answers at {servers}"
         yield servers
@@ -48,7 +55,7 @@ def bootstrap() -> Iterator[str]:
         with KafkaContainer("confluentinc/cp-kafka:7.9.0").with_kraft() as kafka:
             yield kafka.get_bootstrap_server()
     else:
-        yield _launcher().up()
+        yield launcher.up()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from streams.telemetry.redaction import Redactor
-from tests.unit.pii_corpus import NEGATIVE, POSITIVE
+from tests.unit.corpora.pii_corpus import NEGATIVE, POSITIVE
 
 
 def measure(r: Redactor) -> tuple[float, float, list[str]]:

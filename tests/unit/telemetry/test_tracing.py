@@ -1,0 +1,75 @@
+"""Tracing without a broker: spans continue the trace carried in Kafka headers, and the exporter
+queues them as the Avro records the sink stores, keyed by session."""
+
+import queue
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from streams.events.codecs import get_codec
+from streams.events.records import Span
+from streams.telemetry import attributes as attr
+from streams.telemetry.tracing import (
+    QueueSpanExporter,
+    headers_with_context,
+    mark_error,
+    request_attributes,
+    stage_span,
+)
+
+
+class _Ids:
+    request_id, session_id, user_id, tenant_id = "r1", "s1", "u1", "t1"
+
+
+def _tracer() -> tuple[queue.SimpleQueue[tuple[bytes, bytes]], TracerProvider]:
+    out: queue.SimpleQueue[tuple[bytes, bytes]] = queue.SimpleQueue()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(QueueSpanExporter(out)))
+    return out, provider
+
+
+def _drain(out: queue.SimpleQueue[tuple[bytes, bytes]]) -> list[tuple[bytes, Span]]:
+    items = []
+    while not out.empty():
+        key, value = out.get_nowait()
+        items.append((key, get_codec().decode(value, Span)))
+    return items
+
+
+def test_a_stage_span_continues_the_trace_of_the_headers_and_is_queued_as_avro() -> None:
+    out, provider = _tracer()
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("upstream") as upstream:
+        headers = headers_with_context(upstream)
+    with stage_span(tracer, "agentstream.requests.v1", "router", headers, request_attributes(_Ids())):
+        pass
+    spans = {s.name: (key, s) for key, s in _drain(out)}
+    key, stage = spans["process agentstream.requests.v1"]
+    _, parent = spans["upstream"]
+    assert stage.trace_id == parent.trace_id and stage.parent_span_id == parent.span_id
+    assert key == b"s1", "spans of a session share its partition"
+    assert stage.attributes[attr.AGENTSTREAM_STAGE] == "router"
+    assert stage.attributes[attr.AGENTSTREAM_REQUEST_ID] == "r1"
+    assert stage.kind == "Consumer" and stage.status_code == "Unset"
+
+
+def test_without_headers_a_span_starts_a_new_trace_keyed_by_it() -> None:
+    out, provider = _tracer()
+    with stage_span(provider.get_tracer("test"), "t", "verifier", {}, {}) as span:
+        mark_error(span, "timeout", "the model did not answer")
+    [(key, record)] = _drain(out)
+    assert record.parent_span_id == "" and key == record.trace_id.encode()
+    assert record.status_code == "Error" and record.status_message == "the model did not answer"
+    assert record.attributes[attr.ERROR_TYPE] == "timeout"
+
+
+def test_attribute_values_are_stringified_as_the_collector_table_keeps_them() -> None:
+    out, provider = _tracer()
+    with provider.get_tracer("test").start_as_current_span(
+        "s", attributes={"n": 3, "ok": True, "tags": ["a", "b"]}
+    ):
+        pass
+    [(_, record)] = _drain(out)
+    assert record.attributes["n"] == "3" and record.attributes["ok"] == "true"
+    assert record.attributes["tags"] == '["a", "b"]'
