@@ -1,6 +1,6 @@
 """Pipeline throughput against what Kafka itself allows here, measured in the same run.
 
-    python bench/bench_pipeline.py --requests 3000 --sessions 500
+    python bench/bench_pipeline.py --requests 3000 --sessions 500   # then every bench_scale.py figure
 
 Baseline: three plain aiokafka relay hops in one separate process (the pipeline's worker is one
 process too), each hop decoding the Avro request and encoding it again, same payloads, same
@@ -194,7 +194,7 @@ async def pipeline(bootstrap: str, tracing: bool, n: int, sessions: int, tmp: Pa
         worker.stop()
 
 
-async def main(n: int, sessions: int) -> None:
+async def main(n: int, sessions: int, scale: bool) -> None:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     partitions = Settings().partitions
     tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
@@ -207,6 +207,10 @@ async def main(n: int, sessions: int) -> None:
     emit(metric="pipeline_req_per_s_tracing_off", value=round(off, 1), **meta)
     emit(metric="pipeline_over_raw_hops", value=round(on / hops, 4), target=0.25)
     emit(metric="tracing_on_over_off", value=round(on / off, 3), target=0.90)
+    if scale:
+        from bench import bench_scale  # fan-out, latency, 1 vs 2 workers, restart and memory
+
+        await bench_scale.main(None, bench_scale.parser().parse_args([]))
 
 
 if __name__ == "__main__":
@@ -214,8 +218,11 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--sessions", type=int, default=500)
     parser.add_argument("--relay", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-scale", action="store_true", help="throughput only, without bench_scale.py's figures"
+    )
     args = parser.parse_args()
     if args.relay:
         asyncio.run(relay_main(os.environ["KAFKA_BOOTSTRAP_SERVERS"], args.relay))
     else:
-        asyncio.run(main(args.requests, args.sessions))
+        asyncio.run(main(args.requests, args.sessions, not args.no_scale))
