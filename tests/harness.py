@@ -100,14 +100,18 @@ class Pipeline:
             await asyncio.sleep(0.5)
 
     async def sessions_changelog(self) -> dict[str, Any]:
-        """Latest value per key of the sessions changelog: what a rebuilt table must equal."""
-        latest: dict[str, Any] = {}
+        """Latest value per key of the sessions changelog, decoded."""
+        return {key: json.loads(raw) for key, raw in (await self.sessions_changelog_raw()).items()}
+
+    async def sessions_changelog_raw(self) -> dict[str, bytes]:
+        """Latest record per key of the sessions changelog: what a rebuilt table must hold."""
+        latest: dict[str, bytes] = {}
         for m in await read_all(self.bootstrap, f"{self.settings.app_id}-sessions-changelog"):
             key = json.loads(m.key)
             if m.value is None:
                 latest.pop(key, None)
             else:
-                latest[key] = json.loads(m.value)
+                latest[key] = m.value
         return latest
 
     def ledger(self) -> list[dict[str, Any]]:

@@ -9,6 +9,8 @@ import copy
 import json
 from typing import Any, cast
 
+import orjson
+
 from streams.state.model import (
     DecisionRecord,
     HeldTask,
@@ -118,8 +120,17 @@ def mark_handled(s: Session, request_id: str, now: int, window_ms: int = SEEN_WI
     return s
 
 
+def dump(s: Session) -> bytes:
+    """A session as the table stores it and its changelog carries it: compact UTF-8 JSON."""
+    return orjson.dumps(s)
+
+
+def load(raw: bytes) -> Session:
+    return cast(Session, orjson.loads(raw))
+
+
 def _size(s: Session) -> int:
-    return len(json.dumps(s, ensure_ascii=False).encode())
+    return len(dump(s))
 
 
 def knows(s: Session | None, request_id: str) -> bool:

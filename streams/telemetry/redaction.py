@@ -24,6 +24,7 @@ leaves of a JSON document (a prompt's messages) so escapes such as `\\n` cannot 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -35,6 +36,9 @@ __all__ = ["DEFAULT_PATTERNS", "Redactor", "luhn_ok"]
 
 Span = tuple[int, int]
 
+# Redaction results kept per Redactor: texts up to 4,000 characters, the 4,096 latest (<= ~32 MB).
+_CACHED_CHARS = 4_000
+_CACHED_TEXTS = 4_096
 _PASSWORD_WORDS = (
     r"password|passwd|passphrase|passcode|pwd|pin|mot de passe|passwort|kennwort|contraseña|"
     r"clave|senha|parola d'ordine|password dell'account|пароль|密码|口令"
@@ -167,6 +171,9 @@ class Redactor:
             self._rules.append(_Rule("PHONE", self._phones))
         if merged.get("SECRET") != "":
             self._rules.insert(1, _Rule("SECRET", self._keyed_values))
+        # Every LLM call's prompt repeats the system prompt and the conversation so far: each
+        # message is redacted once, later calls find it here. Long texts are not kept.
+        self._redact_short = functools.lru_cache(maxsize=_CACHED_TEXTS)(self._redact)
 
     @property
     def labels(self) -> list[str]:
@@ -251,6 +258,9 @@ class Redactor:
         """`text` with every finding replaced by its placeholder."""
         if not self.enabled or not text:
             return text
+        return self._redact(text) if len(text) > _CACHED_CHARS else self._redact_short(text)
+
+    def _redact(self, text: str) -> str:
         out, last = [], 0
         for start, end, label in self.findings(text):
             out.append(text[last:start])

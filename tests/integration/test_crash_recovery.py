@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import hashlib
 import json
 import re
 import time
 
+from streams.state.store import digest_of
 from tests.harness import Pipeline
 
 DIGEST = re.compile(r"sessions table rebuilt: keys=(\d+) digest=(\w+) after ([\d.]+)s")  # prefix of the line
 
 
-def digest(state: dict) -> str:
-    body = json.dumps(sorted(state.items()), sort_keys=True)
-    return hashlib.sha256(body.encode()).hexdigest()[:16]
+async def changelog_digest(pipeline: Pipeline) -> str:
+    """The digest a rebuilt table must log: over the latest changelog record of each key."""
+    return digest_of((await pipeline.sessions_changelog_raw()).items())
 
 
 async def wait_rebuilt(pipeline: Pipeline, worker, timeout_s: float = 90) -> tuple[int, str, float]:
@@ -43,6 +43,7 @@ async def test_session_state_survives_sigkill_and_sessions_continue(pipeline: Pi
     # Give the runner's last table writes time to reach the changelog before the kill.
     await asyncio.sleep(1.5)
     before = await pipeline.sessions_changelog()
+    expected_digest = await changelog_digest(pipeline)
     assert set(before) == set(sessions)
     assert all(len(s["history"]) == 3 and not s["queue"] for s in before.values())
     refund_steps = [st["kind"] for st in before["crash-s0"]["history"][1]["steps"]]
@@ -52,7 +53,7 @@ async def test_session_state_survives_sigkill_and_sessions_continue(pipeline: Pi
     second = pipeline.start_worker()
     keys, rebuilt_digest, _ = await wait_rebuilt(pipeline, second)
     assert keys == len(sessions)
-    assert rebuilt_digest == digest(before), "rebuilt table differs from the state before the kill"
+    assert rebuilt_digest == expected_digest, "rebuilt table differs from the state before the kill"
     await pipeline.wait_ready(second)
     async with pipeline.client() as client:
         follow = [await client.send("Thanks, where is order 1?", session_id=s, user_id=f"u-{s}") for s in sessions]
@@ -168,6 +169,7 @@ async def test_a_zombie_write_in_the_changelog_is_skipped_on_rebuild(pipeline: P
     await asyncio.sleep(1.5)
     first.stop()
     before = await pipeline.sessions_changelog()
+    expected_digest = await changelog_digest(pipeline)
     victim = before[sessions[0]]
     assert victim["epoch"] >= 1
     stale = {**victim, "epoch": victim["epoch"] - 1, "conversation": [{"role": "user", "content": "ZOMBIE"}]}
@@ -185,7 +187,7 @@ async def test_a_zombie_write_in_the_changelog_is_skipped_on_rebuild(pipeline: P
     second = pipeline.start_worker()
     keys, rebuilt_digest, _ = await wait_rebuilt(pipeline, second)
     assert keys == len(sessions)
-    assert rebuilt_digest == digest(before), "the zombie's write was applied"
+    assert rebuilt_digest == expected_digest, "the zombie's write was applied"
 
 
 async def test_input_offsets_are_committed_to_the_end_once_everything_is_answered(pipeline: Pipeline) -> None:

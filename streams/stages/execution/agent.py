@@ -7,8 +7,6 @@ before the offset is committed) and hands the session to the runner.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import os
 import socket
 import time
@@ -36,6 +34,7 @@ from streams.kafka.topics import WORKER_HEARTBEAT_S
 from streams.stages.execution.runner import TaskRunner
 from streams.stages.verification.logic import verify  # pure: the same verdict as the verifier stage
 from streams.state import sessions as state
+from streams.state.store import digest_of, idle_before
 from streams.state.tables import sessions
 from streams.telemetry import attributes as attr
 from streams.telemetry.tracing import request_attributes, stage_span, traceparent_of
@@ -223,12 +222,6 @@ def _as_dict(routed: Routed) -> dict[str, Any]:
     return asdict(routed)
 
 
-def table_digest(table: Any) -> str:
-    """A fingerprint of a table's contents, logged after recovery so tests can compare states."""
-    body = json.dumps(sorted((k, v) for k, v in table.items()), sort_keys=True)
-    return hashlib.sha256(body.encode()).hexdigest()[:16]
-
-
 @app.timer(interval=0.5)
 async def resume_unfinished() -> None:
     """After recovery or a takeover, picks up tasks whose runner died with the old owner."""
@@ -238,7 +231,7 @@ async def resume_unfinished() -> None:
         runner.recovered = True
         log.warning(
             "sessions table rebuilt: keys=%d digest=%s after %.2fs (%.2fs after assignment)",
-            len(sessions), table_digest(sessions), time.monotonic() - _started,
+            len(sessions), digest_of(sessions.raw_items()), time.monotonic() - _started,
             time.monotonic() - (_assigned_at[-1] if _assigned_at else _started),
         )
     started = runner.resume_all()
@@ -291,6 +284,6 @@ async def expire_sessions() -> None:
     if not ownership_settled(app):
         return
     now = now_ms()
-    for sid, s in list(sessions.items()):
-        if s and state.expired(s, now) and _owned(runner.part(sid)):
+    for sid, s in list(idle_before(sessions, now)):
+        if state.expired(s, now) and _owned(runner.part(sid)):
             del sessions[sid]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from streams.config.pipeline import PolicyConfig
@@ -56,7 +56,7 @@ def refund_amount(value: Any) -> float | None:
     return amount if math.isfinite(amount) and amount > 0 else None
 
 
-def refunded(tasks: Iterable[dict[str, Any]], since_ms: int) -> float:
+def refunded(tasks: Iterable[Mapping[str, Any]], since_ms: int) -> float:
     """Sum of the refunds executed (tool result ok) by tasks created at or after `since_ms`."""
     total = 0.0
     for task in tasks:

@@ -10,7 +10,6 @@ finds the unfinished task in the rebuilt table and resumes it at its last record
 from __future__ import annotations
 
 import asyncio
-import copy
 import hashlib
 import json
 import logging
@@ -40,6 +39,7 @@ from streams.stages.execution.tools import DEMO_TOOLS, ToolLedger, tools_for
 from streams.stages.verification.logic import Checks, findings
 from streams.state import sessions as state
 from streams.state.model import Session, StepState, Task
+from streams.state.store import SessionStore, with_queue
 from streams.telemetry import attributes as attr
 from streams.telemetry.tracing import context_from_traceparent, headers_with_context, mark_error
 
@@ -73,7 +73,7 @@ def llm_step(index: int, model: str) -> StepState:
 class TaskRunner:
     """Worker-local driver of the agent loop; the durable state is the `sessions` table."""
 
-    sessions: Any  # faust Table[str, dict]
+    sessions: SessionStore  # the Faust table; `MemorySessions` in unit tests
     emit: Callable[[Executed, dict[str, bytes]], Any]  # async: publish an Executed event
     provider: Provider
     cfg: PipelineConfig
@@ -140,7 +140,7 @@ class TaskRunner:
             # and its recovery, and recovered values never went through `write`), then every 5 s.
             self.rescan = False
             self.scanned_at = now
-            self.unfinished = {sid for sid, s in list(self.sessions.items()) if s and s.get("queue")}
+            self.unfinished = {sid for sid, _ in with_queue(self.sessions)}
         started = 0
         for sid in list(self.unfinished):
             s = self.sessions.get(sid)
@@ -211,7 +211,7 @@ class TaskRunner:
         failures = int(task.get("failures", 0)) + 1
         log.error("task %s of session %s failed (%d/%d): %r", task["request_id"], sid, failures, self.max_failures, exc)
         await self._fence(sid)
-        s = copy.deepcopy(self.sessions[sid])
+        s = self.sessions[sid]  # a fresh copy: the store decodes on every read
         s["queue"][0]["failures"] = failures
         self.write(sid, s)
         if failures < self.max_failures:

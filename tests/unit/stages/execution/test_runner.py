@@ -14,6 +14,7 @@ from streams.llm.simulator import SimulatedProvider, SimulatorConfig
 from streams.stages.execution.runner import FALLBACK_ANSWER, TaskRunner
 from streams.stages.execution.tools import ToolLedger
 from streams.state import sessions as state
+from streams.state.store import MemorySessions
 
 CFG = load_config()
 
@@ -41,8 +42,8 @@ class Down:
         raise ProviderUnavailable("connection refused")
 
 
-def make_runner(provider: Any, tmp_path, **cfg_changes: Any) -> tuple[TaskRunner, dict, list]:
-    table: dict[str, Any] = {}
+def make_runner(provider: Any, tmp_path, **cfg_changes: Any) -> tuple[TaskRunner, MemorySessions, list]:
+    table = MemorySessions()  # encoded values, decoded on read: as the Faust table behaves
     out: list[Executed] = []
 
     async def emit(ex: Executed, headers: dict[str, bytes]) -> None:
@@ -56,7 +57,7 @@ def make_runner(provider: Any, tmp_path, **cfg_changes: Any) -> tuple[TaskRunner
     return runner, table, out
 
 
-async def run_all(runner: TaskRunner, table: dict, items: list[dict[str, Any]]) -> None:
+async def run_all(runner: TaskRunner, table: MemorySessions, items: list[dict[str, Any]]) -> None:
     for r in items:
         table[r["session_id"]], _ = state.enqueue(table.get(r["session_id"]), r, 0)
         runner.kick(r["session_id"])
@@ -145,8 +146,9 @@ async def test_a_give_up_interrupted_by_a_crash_is_finished_without_running_the_
         dead.append(r["request_id"])
 
     runner.dead_letter = dead_letter
-    table["s8"], _ = state.enqueue(None, routed("r-given-up", "s8", "Where is my order?"), 0)
-    table["s8"]["queue"][0]["failures"] = runner.max_failures
+    given_up, _ = state.enqueue(None, routed("r-given-up", "s8", "Where is my order?"), 0)
+    given_up["queue"][0]["failures"] = runner.max_failures
+    table["s8"] = given_up
     runner.kick("s8")
     await asyncio.gather(*runner.inflight.values(), return_exceptions=True)
     assert calls == [], "no LLM call for a task already given up"
@@ -158,7 +160,7 @@ async def test_resume_all_walks_the_index_and_rescans_after_an_assignment(tmp_pa
     runner, table, _ = make_runner(SimulatedProvider(SimulatorConfig(latency_ms_mean=0)), tmp_path)
     kicked: list[str] = []
     runner.kick = kicked.append  # type: ignore[method-assign]
-    table.update({"idle": {"queue": []}, "busy": {"queue": [{"request_id": "r"}]}})
+    table["idle"], table["busy"] = {"queue": []}, {"queue": [{"request_id": "r"}]}
     assert runner.resume_all() == 1 and kicked == ["busy"], "the first call scans the table"
     table["recovered"] = {"queue": [{"request_id": "r2"}]}  # a changelog value, not our write
     kicked.clear()

@@ -1,0 +1,88 @@
+"""What the runner and the stages need of a session store, and that store in plain memory.
+
+The Faust table (`streams.state.tables.SessionTable`) and `MemorySessions` (unit tests, tools)
+behave alike: each session is kept as the JSON bytes its changelog record carries, a read
+decodes a fresh value the caller may change, and a write encodes it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+from streams.state.model import Session
+from streams.state.sessions import dump, load
+
+EMPTY_QUEUE = b'"queue":[]'  # as `dump` writes it (no spaces); anything else is decoded to check
+_EXPIRES = re.compile(rb'"expires_ms":\s*(\d+)')
+
+
+class SessionStore(Protocol):
+    def __getitem__(self, key: str) -> Session: ...
+
+    def __setitem__(self, key: str, value: Session) -> None: ...
+
+    def __delitem__(self, key: str) -> None: ...
+
+    def get(self, key: str, default: Session | None = None) -> Session | None: ...
+
+    def raw_items(self) -> list[tuple[str, bytes]]: ...
+
+
+def with_queue(store: SessionStore) -> Iterator[tuple[str, Session]]:
+    """Sessions with queued work (decoded); the others are passed over on their bytes."""
+    for sid, raw in store.raw_items():
+        if raw and EMPTY_QUEUE not in raw:
+            s = load(raw)
+            if s.get("queue"):
+                yield sid, s
+
+
+def idle_before(store: SessionStore, now_ms: int) -> Iterator[tuple[str, Session]]:
+    """Sessions whose `expires_ms` has passed (decoded); the others are passed over on their bytes."""
+    for sid, raw in store.raw_items():
+        if not raw:
+            continue
+        m = _EXPIRES.search(raw)
+        if m is None or int(m[1]) < now_ms:
+            yield sid, load(raw)
+
+
+def digest_of(items: Iterable[tuple[str, bytes]]) -> str:
+    """A fingerprint of (session id, encoded value) pairs: a rebuilt table's is logged, and a
+    test computes the same over the latest changelog record of each key."""
+    h = hashlib.sha256()
+    for key, raw in sorted(items):
+        h.update(key.encode() + b"\0" + (raw or b"") + b"\n")
+    return h.hexdigest()[:16]
+
+
+class MemorySessions:
+    """A dict of session id -> encoded session, with the table's read and write semantics."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def __getitem__(self, key: str) -> Session:
+        return load(self.data[key])
+
+    def __setitem__(self, key: str, value: Session) -> None:
+        self.data[key] = dump(value)
+
+    def __delitem__(self, key: str) -> None:
+        del self.data[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def get(self, key: str, default: Session | None = None) -> Session | None:
+        raw = self.data.get(key)
+        return default if raw is None else load(raw)
+
+    def raw_items(self) -> list[tuple[str, bytes]]:
+        return list(self.data.items())
