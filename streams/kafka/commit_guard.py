@@ -47,6 +47,10 @@ class CommitGuard:
         self.gaps_rewound: set[tuple[Any, int]] = set()  # (partition, offset) sought back to once
         self.gaps = 0  # skipped ranges found (for the log and tests)
         self.gap_open: dict[Any, int] = {}  # first offset of a skipped range not seen again yet
+        # Partitions sought back to a skipped range, with the offset that revealed the gap: until
+        # the re-read begins, the rest of the batch fetched before the seek (offsets past it)
+        # must not move Faust's read offset, or Faust drops the re-read as already seen.
+        self.rewinding: dict[Any, int] = {}
 
     def watch(self, topics: Iterable[str], contiguous: bool = True) -> None:
         """Guard these input topics (called when a stage starts consuming them); `contiguous`
@@ -79,9 +83,13 @@ class CommitGuard:
             "%s[%s]: offset %d arrived after %d; reading again from %d (events skipped in a rebalance)",
             tp.topic, tp.partition, message.offset, high, first,
         )
-        task = asyncio.ensure_future(consumer.seek(tp, first))
+        task = asyncio.ensure_future(self._seek_back(consumer, tp, first, message.offset))
         task.add_done_callback(_log_failure)
         return True
+
+    async def _seek_back(self, consumer: Any, tp: Any, first: int, revealed_at: int) -> None:
+        await consumer.seek(tp, first)  # Faust sets its read offset to `first` as it returns
+        self.rewinding[tp] = revealed_at  # no await in between: nothing was delivered since
 
     def finish(self, message: Any) -> None:
         """The stage is done with this event: its offset may be committed."""
@@ -96,6 +104,7 @@ class CommitGuard:
             self.rewound.pop(tp, None)
             self.high.pop(tp, None)
             self.gap_open.pop(tp, None)
+            self.rewinding.pop(tp, None)
 
     def committable(self, consumer: Any, tp: Any) -> bool:
         """Cleans `consumer._acked[tp]` of unhandled offsets; False while a hole is at the head.
@@ -104,6 +113,10 @@ class CommitGuard:
         an offset but no message) is not in `_acked_index` and is left alone."""
         if tp.topic not in self.topics:
             return True
+        if tp.topic in self.contiguous and consumer._gap.get(tp):
+            # No transaction markers here, so Faust's gap fills can only come from a read offset
+            # held back while rewinding: they are events not handled yet, never offsets to skip.
+            consumer._gap[tp] = type(consumer._gap[tp])()
         acked: list[int] = consumer._acked[tp]
         index: set[int] = consumer._acked_index[tp]
         done = self.finished.get(tp, set())
@@ -157,6 +170,7 @@ class CommitGuard:
             return original(tp)  # type: ignore[no-any-return]
 
         consumer._new_offset = new_offset
+        consumer._read_offset = _ReadOffsets(self, consumer._read_offset)
         seek_to_committed = consumer.seek_to_committed
 
         async def seek_to_committed_or_beginning() -> Any:
@@ -179,6 +193,26 @@ class CommitGuard:
             return committed
 
         consumer.seek_to_committed = seek_to_committed_or_beginning
+
+
+class _ReadOffsets(defaultdict[Any, "int | None"]):
+    """Faust's read offset per partition, which its consumer loop sets after each message it
+    delivers and below which it drops messages as already read. After a seek back to a skipped
+    range, messages of the batch fetched before the seek are still delivered: their offsets
+    (past the one that revealed the gap) are not recorded, so the re-read is not dropped. The
+    first offset at or below it is the re-read beginning, and ends the rewind."""
+
+    def __init__(self, guard: CommitGuard, current: dict[Any, int | None]) -> None:
+        super().__init__(lambda: None, current)
+        self.guard = guard
+
+    def __setitem__(self, tp: Any, offset: int | None) -> None:
+        revealed_at = self.guard.rewinding.get(tp)
+        if revealed_at is not None and offset is not None:
+            if offset > revealed_at:
+                return
+            del self.guard.rewinding[tp]
+        super().__setitem__(tp, offset)
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:

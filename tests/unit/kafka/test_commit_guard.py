@@ -23,12 +23,14 @@ def consumer(committed: int | None, acked: list[int]) -> Any:
 
     async def seek(tp: Any, offset: int) -> None:
         seeks.append((tp, offset))
+        c._read_offset[tp] = offset  # as Faust's `Consumer.seek` does
 
     c = SimpleNamespace(
         _acked=defaultdict(list, {P0: list(acked)}),
         _acked_index=defaultdict(set, {P0: set(acked)}),
         _gap=defaultdict(list),
         _committed_offset=defaultdict(lambda: None, {P0: committed}),
+        _read_offset=defaultdict(lambda: None),
         app=SimpleNamespace(rebalancing=False, consumer_generation_id=4),
         assignment=lambda: {P0},
         seek=seek,
@@ -190,3 +192,56 @@ async def test_an_empty_range_is_sought_back_to_once_and_transactional_topics_ar
     monitor = TP("agentstream.monitor.v1", 0)
     guard.high[monitor] = 0
     assert not guard.skipped(c, SimpleNamespace(tp=monitor, offset=5)), "commit markers take offsets"
+
+
+async def test_a_batch_fetched_before_the_seek_back_cannot_make_faust_drop_the_re_read() -> None:
+    """The kill loop lost 466 requests: the stage saw 147 -> 661 and the guard sought back to 148,
+    but the rest of the batch fetched before the seek (662, 663, ...) moved Faust's read offset
+    past 148 again, and Faust dropped every re-read message as already seen."""
+    guard = CommitGuard()
+    guard.watch([TOPIC])
+    c = consumer(committed=148, acked=[])
+    guard.install(c)
+    read_offset, set_read_offset = c._read_offset.__getitem__, c._read_offset.__setitem__  # bound once, as Faust's loop does
+    delivered: list[int] = []
+
+    def deliver(offset: int) -> None:
+        """Faust's consumer loop for one fetched message (`Consumer._drain_messages`)."""
+        r_offset = read_offset(P0)
+        if r_offset is None or offset >= r_offset:
+            delivered.append(offset)
+            set_read_offset(P0, offset)
+
+    guard.high[P0] = 147
+    deliver(661)
+    assert guard.skipped(c, SimpleNamespace(tp=P0, offset=661))
+    await asyncio.sleep(0)  # the seek back to 148 is done
+    assert c.seeks == [(P0, 148)] and guard.rewinding == {P0: 661}
+    for offset in (662, 663, 664):  # the rest of the old batch
+        deliver(offset)
+    for offset in range(148, 670):  # the re-read
+        deliver(offset)
+    assert delivered[:4] == [661, 662, 663, 664]
+    assert delivered[4:] == list(range(148, 670)), "the re-read is delivered, not dropped"
+    assert guard.rewinding == {} and c._read_offset[P0] == 669
+
+
+def test_gap_fills_on_a_contiguous_topic_are_not_committed_past() -> None:
+    """With the read offset held back, Faust records the stale batch as a gap (events it will
+    never see); on a topic without transaction markers those are unread events, not offsets to skip."""
+    guard = CommitGuard()
+    guard.watch([TOPIC])
+    c = consumer(committed=148, acked=[])
+    guard.install(c)
+
+    class Gaps(list):  # Faust's IntervalTree, as far as `_new_offset` uses it
+        def overlap(self, begin: int, end: int) -> list[Any]:
+            return [SimpleNamespace(begin=b, end=e) for b, e in self if b < end]
+
+        def chop(self, begin: int, end: int) -> None:
+            self.clear()
+
+    c._gap[P0] = Gaps([(149, 662)])
+    handled(guard, 148, 662)
+    ack(c, 148, 662)
+    assert c._new_offset(P0) == 149, "149..661 are not handled yet"
