@@ -151,6 +151,7 @@ class Redactor:
             `PHONE: ""` switches the phone recognizer off). None means the defaults.
         enabled: False makes `redact` return its input unchanged (a config switch, not code).
         regions: national phone formats recognized besides the international `+…` form.
+        cached_texts: how many redacted texts (up to 4,000 characters each) to keep; 0 keeps none.
     """
 
     def __init__(
@@ -158,6 +159,7 @@ class Redactor:
         patterns: Mapping[str, str] | None = None,
         enabled: bool = True,
         regions: tuple[str, ...] = ("US", "GB", "FR", "DE", "ES"),
+        cached_texts: int = _CACHED_TEXTS,
     ) -> None:
         merged = {**DEFAULT_PATTERNS, **(patterns or {})}
         self.enabled = enabled
@@ -173,7 +175,7 @@ class Redactor:
             self._rules.insert(1, _Rule("SECRET", self._keyed_values))
         # Every LLM call's prompt repeats the system prompt and the conversation so far: each
         # message is redacted once, later calls find it here. Long texts are not kept.
-        self._redact_short = functools.lru_cache(maxsize=_CACHED_TEXTS)(self._redact)
+        self._redact_short = functools.lru_cache(maxsize=cached_texts)(self._redact) if cached_texts else self._redact
 
     @property
     def labels(self) -> list[str]:

@@ -73,3 +73,13 @@ def test_disabled_is_identity() -> None:
     r = Redactor(enabled=False)
     assert r.redact("a@b.io") == "a@b.io"
     assert r("a@b.io") == "a@b.io"
+
+
+def test_cached_redaction_gives_the_same_text_as_a_fresh_scan() -> None:
+    """Prompts repeat (system prompt, the conversation so far): the cache must never change an answer."""
+    from tests.unit.corpora.pii_corpus import NEGATIVE, POSITIVE
+
+    cached, fresh = Redactor(cached_texts=8), Redactor(cached_texts=0)
+    texts = [t for t, _ in POSITIVE] + NEGATIVE
+    for _ in range(2):  # the second pass is served from the cache where it still holds them
+        assert [cached.redact(t) for t in texts] == [fresh.redact(t) for t in texts]
