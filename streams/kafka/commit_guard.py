@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -29,6 +30,8 @@ from typing import Any
 from aiokafka.structs import TopicPartition
 
 log = logging.getLogger("agentstream")
+
+RESEEK_AFTER_S = 5.0  # an open gap not read again by then is sought back to again
 
 
 class CommitGuard:
@@ -51,6 +54,8 @@ class CommitGuard:
         # the re-read begins, the rest of the batch fetched before the seek (offsets past it)
         # must not move Faust's read offset, or Faust drops the re-read as already seen.
         self.rewinding: dict[Any, int] = {}
+        self.sought_at: dict[Any, float] = {}  # when each open gap was last sought back to
+        self.reseeks = 0  # seeks back repeated because the re-read did not come (for the log and tests)
 
     def watch(self, topics: Iterable[str], contiguous: bool = True) -> None:
         """Guard these input topics (called when a stage starts consuming them); `contiguous`
@@ -72,6 +77,7 @@ class CommitGuard:
         gap = self.gap_open.get(tp)
         if gap is not None and high is not None and gap <= message.offset <= high:
             del self.gap_open[tp]  # the re-read reached the skipped range
+            self.sought_at.pop(tp, None)
         self.high[tp] = message.offset if high is None else max(high, message.offset)
         if high is None or message.offset <= high + 1 or (tp, high + 1) in self.gaps_rewound:
             return False
@@ -88,8 +94,30 @@ class CommitGuard:
         return True
 
     async def _seek_back(self, consumer: Any, tp: Any, first: int, revealed_at: int) -> None:
+        self.sought_at[tp] = time.monotonic()
         await consumer.seek(tp, first)  # Faust sets its read offset to `first` as it returns
         self.rewinding[tp] = revealed_at  # no await in between: nothing was delivered since
+
+    async def keep_reading_gaps(self, consumer: Any, every_s: float = 1.0) -> None:
+        """Runs for the worker's life: see `reseek_open_gaps`."""
+        while True:
+            await asyncio.sleep(every_s)
+            self.reseek_open_gaps(consumer, time.monotonic())
+
+    def reseek_open_gaps(self, consumer: Any, now: float) -> None:
+        """A seek back can be lost (a kill-loop run saw one made just as Faust finished its own
+        seeks after a rebalance never take effect, and the partition stalled): a skipped range
+        that is not read again within `RESEEK_AFTER_S` is sought back to again."""
+        if consumer.app.rebalancing:
+            return
+        assigned = consumer.assignment()
+        for tp, first in list(self.gap_open.items()):
+            if tp not in assigned or now - self.sought_at.get(tp, now) < RESEEK_AFTER_S:
+                continue
+            self.reseeks += 1
+            log.warning("%s[%s]: offset %d not read again yet; seeking back to it again", tp.topic, tp.partition, first)
+            task = asyncio.ensure_future(self._seek_back(consumer, tp, first, self.high.get(tp, first)))
+            task.add_done_callback(_log_failure)
 
     def finish(self, message: Any) -> None:
         """The stage is done with this event: its offset may be committed."""
@@ -105,6 +133,7 @@ class CommitGuard:
             self.high.pop(tp, None)
             self.gap_open.pop(tp, None)
             self.rewinding.pop(tp, None)
+            self.sought_at.pop(tp, None)
 
     def committable(self, consumer: Any, tp: Any) -> bool:
         """Cleans `consumer._acked[tp]` of unhandled offsets; False while a hole is at the head.

@@ -4,6 +4,7 @@ skipped during a rebalance; behind the guard only handled events are committed."
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from types import MethodType, SimpleNamespace
 from typing import Any
@@ -245,3 +246,32 @@ def test_gap_fills_on_a_contiguous_topic_are_not_committed_past() -> None:
     handled(guard, 148, 662)
     ack(c, 148, 662)
     assert c._new_offset(P0) == 149, "149..661 are not handled yet"
+
+
+async def test_a_gap_not_read_again_is_sought_back_to_again() -> None:
+    """A kill-loop run stalled three partitions: the seek back, made just as Faust finished its
+    own seeks after a rebalance, never took effect, and nothing past the gap could be committed."""
+    guard = CommitGuard()
+    guard.watch([TOPIC])
+    c = consumer(committed=109, acked=[])
+    guard.install(c)
+    guard.high[P0] = 108
+    assert guard.skipped(c, SimpleNamespace(tp=P0, offset=239))
+    await asyncio.sleep(0)
+    assert c.seeks == [(P0, 109)]
+    sought = guard.sought_at[P0]
+    guard.reseek_open_gaps(c, sought + 1.0)
+    await asyncio.sleep(0)
+    assert c.seeks == [(P0, 109)], "the re-read gets a few seconds"
+    c.app.rebalancing = True
+    guard.reseek_open_gaps(c, sought + 60)
+    await asyncio.sleep(0)
+    assert c.seeks == [(P0, 109)], "no seek in the middle of a rebalance"
+    c.app.rebalancing = False
+    guard.reseek_open_gaps(c, sought + 60)
+    await asyncio.sleep(0)
+    assert c.seeks == [(P0, 109), (P0, 109)] and guard.reseeks == 1
+    assert not guard.skipped(c, SimpleNamespace(tp=P0, offset=109)), "the re-read came"
+    guard.reseek_open_gaps(c, time.monotonic() + 600)
+    await asyncio.sleep(0)
+    assert len(c.seeks) == 2, "a gap read again is not sought again"
