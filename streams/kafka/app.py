@@ -41,7 +41,6 @@ class AgentStreamApp(faust.App):
         await super().on_start()
         _make_flush_strict(self.producer)
         self.commit_guard.install(self.consumer)
-        self.add_future(self.commit_guard.keep_reading_gaps(self.consumer))
 
 
 class _CountingEvent(asyncio.Event):

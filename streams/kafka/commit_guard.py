@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -31,7 +30,6 @@ from aiokafka.structs import TopicPartition
 
 log = logging.getLogger("agentstream")
 
-RESEEK_AFTER_S = 5.0  # an open gap not read again by then is sought back to again
 
 
 class CommitGuard:
@@ -47,15 +45,7 @@ class CommitGuard:
         # offset N+k right after N was not given N+1..N+k-1.
         self.contiguous: set[str] = set()
         self.high: dict[Any, int] = {}  # highest offset a stage saw per partition (start - 1 at first)
-        self.gaps_rewound: set[tuple[Any, int]] = set()  # (partition, offset) sought back to once
         self.gaps = 0  # skipped ranges found (for the log and tests)
-        self.gap_open: dict[Any, int] = {}  # first offset of a skipped range not seen again yet
-        # Partitions sought back to a skipped range, with the offset that revealed the gap: until
-        # the re-read begins, the rest of the batch fetched before the seek (offsets past it)
-        # must not move Faust's read offset, or Faust drops the re-read as already seen.
-        self.rewinding: dict[Any, int] = {}
-        self.sought_at: dict[Any, float] = {}  # when each open gap was last sought back to
-        self.reseeks = 0  # seeks back repeated because the re-read did not come (for the log and tests)
 
     def watch(self, topics: Iterable[str], contiguous: bool = True) -> None:
         """Guard these input topics (called when a stage starts consuming them); `contiguous`
@@ -65,59 +55,37 @@ class CommitGuard:
         if contiguous:
             self.contiguous.update(topics)
 
-    def skipped(self, consumer: Any, message: Any) -> bool:
-        """True when events before this one were never given to the stage (Faust's consumer
-        advances its read offset past a fetched batch whose delivery a rebalance cancelled);
-        the partition is then read again from the first one missed, and nothing at or past it
-        is committed until the re-read reaches it. Each gap is sought back to once."""
+    def skipped(self, message: Any) -> tuple[int, int] | None:
+        """The offsets [first, end) before this message that were never given to the stage, or
+        None. Faust's consumer advances its read offset past a fetched batch whose delivery a
+        rebalance cancelled, and after its seek back to the committed offset the rest of a
+        batch fetched before that seek can still arrive and move its read offset past the
+        re-read, which it then drops as already read. The caller reads the missed range
+        straight from the log and handles it, in order, before this message
+        (`envelope.consume`): no seek, so no race with the fetcher."""
         tp = message.tp
         if tp.topic not in self.contiguous:
-            return False
+            return None
         high = self.high.get(tp)  # the highest offset the stage saw since the assignment
-        gap = self.gap_open.get(tp)
-        if gap is not None and high is not None and gap <= message.offset <= high:
-            del self.gap_open[tp]  # the re-read reached the skipped range
-            self.sought_at.pop(tp, None)
         self.high[tp] = message.offset if high is None else max(high, message.offset)
-        if high is None or message.offset <= high + 1 or (tp, high + 1) in self.gaps_rewound:
-            return False
-        first = high + 1
+        if high is None or message.offset <= high + 1:
+            return None
         self.gaps += 1
-        self.gaps_rewound.add((tp, first))
-        self.gap_open[tp] = first
         log.warning(
-            "%s[%s]: offset %d arrived after %d; reading again from %d (events skipped in a rebalance)",
-            tp.topic, tp.partition, message.offset, high, first,
+            "%s[%s]: offset %d arrived after %d; reading %d..%d from the log (events skipped in a rebalance)",
+            tp.topic, tp.partition, message.offset, high, high + 1, message.offset - 1,
         )
-        task = asyncio.ensure_future(self._seek_back(consumer, tp, first, message.offset))
-        task.add_done_callback(_log_failure)
-        return True
+        return high + 1, message.offset
 
-    async def _seek_back(self, consumer: Any, tp: Any, first: int, revealed_at: int) -> None:
-        self.sought_at[tp] = time.monotonic()
-        await consumer.seek(tp, first)  # Faust sets its read offset to `first` as it returns
-        self.rewinding[tp] = revealed_at  # no await in between: nothing was delivered since
-
-    async def keep_reading_gaps(self, consumer: Any, every_s: float = 1.0) -> None:
-        """Runs for the worker's life: see `reseek_open_gaps`."""
-        while True:
-            await asyncio.sleep(every_s)
-            self.reseek_open_gaps(consumer, time.monotonic())
-
-    def reseek_open_gaps(self, consumer: Any, now: float) -> None:
-        """A seek back can be lost (a kill-loop run saw one made just as Faust finished its own
-        seeks after a rebalance never take effect, and the partition stalled): a skipped range
-        that is not read again within `RESEEK_AFTER_S` is sought back to again."""
-        if consumer.app.rebalancing:
-            return
-        assigned = consumer.assignment()
-        for tp, first in list(self.gap_open.items()):
-            if tp not in assigned or now - self.sought_at.get(tp, now) < RESEEK_AFTER_S:
-                continue
-            self.reseeks += 1
-            log.warning("%s[%s]: offset %d not read again yet; seeking back to it again", tp.topic, tp.partition, first)
-            task = asyncio.ensure_future(self._seek_back(consumer, tp, first, self.high.get(tp, first)))
-            task.add_done_callback(_log_failure)
+    def handled_by_hand(self, consumer: Any, message: Any) -> None:
+        """A missed event read from the log and handled: acked the way Faust acks the events it
+        delivers, so that its offset can be committed."""
+        self.finish(message)
+        tp, offset = message.tp, message.offset
+        committed = consumer._committed_offset[tp]
+        if (committed is None or offset >= committed) and offset not in consumer._acked_index[tp]:
+            consumer._acked[tp].append(offset)
+            consumer._acked_index[tp].add(offset)
 
     def finish(self, message: Any) -> None:
         """The stage is done with this event: its offset may be committed."""
@@ -131,9 +99,6 @@ class CommitGuard:
             self.holes.pop(tp, None)
             self.rewound.pop(tp, None)
             self.high.pop(tp, None)
-            self.gap_open.pop(tp, None)
-            self.rewinding.pop(tp, None)
-            self.sought_at.pop(tp, None)
 
     def committable(self, consumer: Any, tp: Any) -> bool:
         """Cleans `consumer._acked[tp]` of unhandled offsets; False while a hole is at the head.
@@ -143,8 +108,8 @@ class CommitGuard:
         if tp.topic not in self.topics:
             return True
         if tp.topic in self.contiguous and consumer._gap.get(tp):
-            # No transaction markers here, so Faust's gap fills can only come from a read offset
-            # held back while rewinding: they are events not handled yet, never offsets to skip.
+            # No transaction markers here, so a "gap" in Faust's bookkeeping is a range its
+            # consumer skipped (see `skipped`): events not handled yet, never offsets to skip.
             consumer._gap[tp] = type(consumer._gap[tp])()
         acked: list[int] = consumer._acked[tp]
         index: set[int] = consumer._acked_index[tp]
@@ -170,9 +135,6 @@ class CommitGuard:
             elif not acked or min(acked) > hole:
                 self._rewind(consumer, tp, hole)
                 return False
-        gap = self.gap_open.get(tp)
-        if gap is not None and acked and min(acked) > gap:
-            return False  # events skipped before these are being read again
         # False: an event at the committed position is not handled yet.
         return committed is None or not acked or min(acked) <= committed
 
@@ -199,7 +161,6 @@ class CommitGuard:
             return original(tp)  # type: ignore[no-any-return]
 
         consumer._new_offset = new_offset
-        consumer._read_offset = _ReadOffsets(self, consumer._read_offset)
         seek_to_committed = consumer.seek_to_committed
 
         async def seek_to_committed_or_beginning() -> Any:
@@ -222,26 +183,6 @@ class CommitGuard:
             return committed
 
         consumer.seek_to_committed = seek_to_committed_or_beginning
-
-
-class _ReadOffsets(defaultdict[Any, "int | None"]):
-    """Faust's read offset per partition, which its consumer loop sets after each message it
-    delivers and below which it drops messages as already read. After a seek back to a skipped
-    range, messages of the batch fetched before the seek are still delivered: their offsets
-    (past the one that revealed the gap) are not recorded, so the re-read is not dropped. The
-    first offset at or below it is the re-read beginning, and ends the rewind."""
-
-    def __init__(self, guard: CommitGuard, current: dict[Any, int | None]) -> None:
-        super().__init__(lambda: None, current)
-        self.guard = guard
-
-    def __setitem__(self, tp: Any, offset: int | None) -> None:
-        revealed_at = self.guard.rewinding.get(tp)
-        if revealed_at is not None and offset is not None:
-            if offset > revealed_at:
-                return
-            del self.guard.rewinding[tp]
-        super().__setitem__(tp, offset)
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:

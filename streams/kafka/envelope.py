@@ -6,6 +6,8 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
@@ -14,6 +16,7 @@ from faust.exceptions import ProducerSendError
 from streams.events.codecs import DecodeError, get_codec
 from streams.events.records import DeadLetter
 from streams.kafka import stream_topics
+from streams.kafka.topic_reader import read_range
 
 log = logging.getLogger("agentstream")
 T = TypeVar("T")
@@ -63,26 +66,67 @@ async def consume(stream: Any, cls: type[T], stage: str, handle: Handler[T], *, 
 
     A handler that raises on one event dead-letters that event with the reason and goes on, so a
     poison event cannot crash-loop its partition. Only an event that got this far may have its
-    offset committed (`CommitGuard`): Faust also acks events it skipped during a rebalance. A Kafka failure is not the event's fault: it
-    ends the worker, and the event is redelivered to whoever takes the partition.
+    offset committed (`CommitGuard`): Faust also acks events it skipped during a rebalance, and
+    events Faust never delivered are read from the log and handled first. A Kafka failure is not
+    the event's fault: it ends the worker, and the event is redelivered to whoever takes the
+    partition.
     """
     guard = stream.app.commit_guard
     guard.watch(stream.channel.topics, contiguous)
     try:
         async for event in stream.events():
-            guard.skipped(stream.app.consumer, event.message)  # then re-read from the gap; this one is handled too
-            record = await decode_or_dead_letter(event, cls)
-            if record is not None:
-                try:
-                    await handle(record, event)
-                except (KafkaError, ProducerSendError):
-                    raise
-                except Exception as exc:
-                    log.exception("%s failed on %s[%s]@%s", stage, event.message.topic, event.message.partition, event.message.offset)
-                    await dead_letter(event, f"{stage} failed: {exc!r}"[:1000])
+            missed = guard.skipped(event.message)
+            if missed is not None:  # events Faust never delivered: read them first, in order
+                await _handle_missed(stream, event.message, missed, cls, stage, handle)
+            await _handle_one(event, cls, stage, handle)
             guard.finish(event.message)  # only now may Faust commit past it (streams/kafka/commit_guard.py)
     except Exception as exc:
         die(stage, exc)
+
+
+async def _handle_one(event: Any, cls: type[T], stage: str, handle: Handler[T]) -> None:
+    record = await decode_or_dead_letter(event, cls)
+    if record is None:
+        return
+    try:
+        await handle(record, event)
+    except (KafkaError, ProducerSendError):
+        raise
+    except Exception as exc:
+        log.exception("%s failed on %s[%s]@%s", stage, event.message.topic, event.message.partition, event.message.offset)
+        await dead_letter(event, f"{stage} failed: {exc!r}"[:1000])
+
+
+@dataclass(frozen=True)
+class _Reread:
+    """A record read straight from the log, shaped like the Faust event a stage handler gets."""
+
+    message: Any
+    value: bytes | None
+    headers: dict[str, bytes]
+
+    @classmethod
+    def of(cls, record: Any, tp: Any) -> _Reread:
+        message = SimpleNamespace(
+            topic=record.topic, partition=record.partition, offset=record.offset, key=record.key,
+            value=record.value, headers=list(record.headers or ()), tp=tp,
+        )
+        return cls(message, record.value, {k: v for k, v in record.headers or ()})
+
+
+async def _handle_missed(
+    stream: Any, message: Any, missed: tuple[int, int], cls: type[T], stage: str, handle: Handler[T]
+) -> None:
+    """Handles offsets [first, end) of the message's partition, read from the log. A Kafka error
+    ends the worker like any other (nothing past `first` was committed)."""
+    first, end = missed
+    bootstrap = stream.app.agentstream_settings.kafka_bootstrap_servers
+    records = await read_range(bootstrap, message.topic, partition=message.partition, start_offset=first, end_offset=end)
+    for record in records:
+        reread = _Reread.of(record, message.tp)
+        await _handle_one(reread, cls, stage, handle)
+        stream.app.commit_guard.handled_by_hand(stream.app.consumer, reread.message)
+    log.info("%s[%s]: handled %d missed event(s) from offset %d", message.topic, message.partition, len(records), first)
 
 
 def die(stage: str, exc: BaseException) -> None:

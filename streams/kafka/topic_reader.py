@@ -18,9 +18,11 @@ async def read_range(
     end_ms: int | None = None,
     start_offset: int | None = None,
     end_offset: int | None = None,
+    partition: int | None = None,
 ) -> list[ConsumerRecord]:
     """Records of a topic by time (record timestamps, end exclusive) or by offsets (per partition,
-    end exclusive), in partition-then-offset order; unbounded sides read to the ends."""
+    end exclusive), in partition-then-offset order; unbounded sides read to the ends. `partition`
+    reads that partition only."""
     # Committed data only: an aborted transaction's records (the responder's) are not there.
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
@@ -28,7 +30,11 @@ async def read_range(
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = [
+            TopicPartition(topic, p)
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+            if partition is None or p == partition
+        ]
         if not tps:
             return []
         consumer.assign(tps)
