@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -29,6 +30,8 @@ from typing import Any
 from aiokafka.structs import TopicPartition
 
 log = logging.getLogger("agentstream")
+
+RESEEK_AFTER_S = 5.0  # a seek back to a hole that brought nothing back by then is made again
 
 
 
@@ -39,7 +42,7 @@ class CommitGuard:
         self.topics: set[str] = set()
         self.finished: defaultdict[Any, set[int]] = defaultdict(set)
         self.holes: dict[Any, int] = {}  # lowest offset acked unhandled, until it is handled
-        self.rewound: dict[Any, tuple[int, int]] = {}  # (hole, generation) already seeked back to
+        self.rewound: dict[Any, tuple[int, int, float]] = {}  # (hole, generation, when) sought back to
         self.dropped = 0  # acks of events that were never handled (for the log and tests)
         # Topics written without transactions: their offsets have no gaps, so a stage that sees
         # offset N+k right after N was not given N+1..N+k-1.
@@ -140,12 +143,18 @@ class CommitGuard:
 
     def _rewind(self, consumer: Any, tp: Any, hole: int) -> None:
         """Reads the partition again from the hole: with no committed offset there is no seek
-        after a rebalance, so a skipped event would otherwise never come back."""
+        after a rebalance, so a skipped event would otherwise never come back. A seek can be
+        lost (the rest of a batch fetched before it moves Faust's read offset past the re-read,
+        see `skipped`), so one not answered within `RESEEK_AFTER_S` is made again."""
         app = consumer.app
         generation = int(getattr(app, "consumer_generation_id", 0) or 0)
-        if self.rewound.get(tp) == (hole, generation) or app.rebalancing or tp not in consumer.assignment():
+        if app.rebalancing or tp not in consumer.assignment():
             return
-        self.rewound[tp] = (hole, generation)
+        last = self.rewound.get(tp)
+        now = time.monotonic()
+        if last is not None and last[:2] == (hole, generation) and now - last[2] < RESEEK_AFTER_S:
+            return
+        self.rewound[tp] = (hole, generation, now)
         log.info("reading %s[%s] again from offset %d (acked there without being handled)", tp.topic, tp.partition, hole)
         task = asyncio.ensure_future(consumer.seek(tp, hole))
         task.add_done_callback(_log_failure)

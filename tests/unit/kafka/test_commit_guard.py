@@ -216,3 +216,26 @@ def test_gap_fills_on_a_contiguous_topic_are_not_committed_past() -> None:
     handled(guard, 148, 662)
     ack(c, 148, 662)
     assert c._new_offset(P0) == 149, "149..661 are not handled yet"
+
+
+async def test_a_seek_back_to_a_hole_that_brings_nothing_back_is_made_again(monkeypatch) -> None:
+    """The rest of a batch fetched before the seek can move Faust's read offset past the re-read:
+    without a second seek the partition would wait for the next rebalance."""
+    from streams.kafka import commit_guard
+
+    clock = [100.0]
+    monkeypatch.setattr(commit_guard.time, "monotonic", lambda: clock[0])
+    guard = CommitGuard()
+    guard.watch([TOPIC])
+    c = consumer(committed=None, acked=[0, 1, 2])
+    guard.install(c)
+    handled(guard, 1, 2)
+    assert c._new_offset(P0) is None
+    clock[0] += 1
+    assert c._new_offset(P0) is None
+    await asyncio.sleep(0)
+    assert c.seeks == [(P0, 0)], "one seek while the re-read may still come"
+    clock[0] += commit_guard.RESEEK_AFTER_S
+    assert c._new_offset(P0) is None
+    await asyncio.sleep(0)
+    assert c.seeks == [(P0, 0), (P0, 0)], "sought again once it did not"
