@@ -317,8 +317,15 @@ def _classpath(layout: _Layout, log: Log) -> str:
 
 
 def _cluster_id() -> str:
-    """A Kafka Uuid: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka Uuid: 16 random bytes, URL-safe base64 without padding.
+
+    Like Kafka's own ``Uuid.randomUuid``, an id starting with ``-`` is drawn again: the storage
+    tool's argument parser would read it as an option (1 start in 64 failed that way).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _controller_port(port: int, state: dict[str, Any]) -> int:
@@ -359,10 +366,8 @@ def _format_storage(layout: _Layout, cp: str, log: Log) -> None:
         *_jvm_base(cp, layout),
         "kafka.tools.StorageTool",
         "format",
-        "-t",
-        _cluster_id(),
-        "-c",
-        str(layout.server_properties),
+        f"--cluster-id={_cluster_id()}",
+        f"--config={layout.server_properties}",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
