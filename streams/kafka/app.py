@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -11,6 +12,7 @@ import faust
 
 from streams.config.settings import Settings, get_settings
 from streams.kafka.commit_guard import CommitGuard
+from streams.kafka.topic_reader import read_range
 from streams.kafka.topics import ensure_topics
 
 if TYPE_CHECKING:
@@ -90,6 +92,15 @@ def ownership_settled(app: faust.App) -> bool:
     return not app.rebalancing and bool(cast(Any, app.tables).recovery.completed.is_set())
 
 
+async def _record_offsets(bootstrap: str, topic: str, partition: int, start: int, end: int) -> set[int]:
+    """Offsets in [start, end) of one partition that hold a committed record (the others are
+    transaction markers or aborted records), for the commit guard."""
+    records = await asyncio.wait_for(
+        read_range(bootstrap, topic, partition=partition, start_offset=start, end_offset=end), timeout=30
+    )
+    return {r.offset for r in records}
+
+
 def create_app(settings: Settings) -> AgentStreamApp:
     app = AgentStreamApp(
         settings.app_id,
@@ -114,7 +125,7 @@ def create_app(settings: Settings) -> AgentStreamApp:
         value_serializer="raw",
     )
     app.agentstream_settings = settings
-    app.commit_guard = CommitGuard()
+    app.commit_guard = CommitGuard(record_offsets=functools.partial(_record_offsets, settings.kafka_bootstrap_servers))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types receivers without named kwargs
     async def forget_finished(sender: Any, revoked: set[Any], **_: Any) -> None:

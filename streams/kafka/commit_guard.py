@@ -16,6 +16,13 @@ The guard keeps, per partition, the offsets `envelope.consume` finished. Before 
 offset to commit, it drops every acked offset that is not among them, remembers the lowest as a
 hole, commits nothing at or past the hole, and seeks the partition back to it; and after a rebalance it seeks a
 partition with nothing committed to its beginning. Re-reading is safe: every stage is at-least-once and deduplicates by request id.
+
+On a topic written in transactions (the monitor's input) each commit marker takes an offset that
+no consumer is given. Faust fills such offsets in from its gap bookkeeping, but not the first one
+of a partition (its gap check reads a read offset of 0 as none), so the head of the acked
+offsets can sit past the committed position for good. There the guard reads the offsets in
+between from the log: the ones that hold no committed record are skipped in the commit, and a
+record among them that no stage finished is a hole like any other.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka.structs import TopicPartition
@@ -32,13 +39,20 @@ from aiokafka.structs import TopicPartition
 log = logging.getLogger("agentstream")
 
 RESEEK_AFTER_S = 5.0  # a seek back to a hole that brought nothing back by then is made again
+PROBE_MAX = 1000  # offsets read from the log at once to tell commit markers from records
+
+# (topic, partition, start, end) -> offsets in [start, end) that hold a committed record
+RecordOffsets = Callable[[str, int, int, int], Awaitable[set[int]]]
 
 
 
 class CommitGuard:
     """Offsets handled by our stages, and the filter installed on Faust's consumer."""
 
-    def __init__(self) -> None:
+    def __init__(self, record_offsets: RecordOffsets | None = None) -> None:
+        self.record_offsets = record_offsets  # None: transactional topics keep Faust's behaviour
+        self.not_records: defaultdict[Any, set[int]] = defaultdict(set)  # markers, aborted records
+        self.probes: dict[Any, asyncio.Task[None]] = {}
         self.topics: set[str] = set()
         self.finished: defaultdict[Any, set[int]] = defaultdict(set)
         self.holes: dict[Any, int] = {}  # lowest offset acked unhandled, until it is handled
@@ -98,6 +112,10 @@ class CommitGuard:
         """Partitions revoked: the next owner starts at the committed offset, which the guard kept
         at or below any hole; what was finished here is Faust's to commit no more."""
         for tp in tps:
+            self.not_records.pop(tp, None)
+            probe = self.probes.pop(tp, None)
+            if probe is not None:
+                probe.cancel()
             self.finished.pop(tp, None)
             self.holes.pop(tp, None)
             self.rewound.pop(tp, None)
@@ -131,6 +149,8 @@ class CommitGuard:
         committed = consumer._committed_offset[tp]  # the next offset to read, or None
         if committed is not None:
             done.difference_update([o for o in done if o < committed])
+        if tp.topic not in self.contiguous and committed is not None and acked:
+            self._skip_markers(consumer, tp, committed, acked, done)
         hole = self.holes.get(tp)
         if hole is not None:
             if hole in acked or (committed is not None and committed > hole):
@@ -140,6 +160,37 @@ class CommitGuard:
                 return False
         # False: an event at the committed position is not handled yet.
         return committed is None or not acked or min(acked) <= committed
+
+    def _skip_markers(self, consumer: Any, tp: Any, committed: int, acked: list[int], done: set[int]) -> None:
+        """Fills known markers between the committed position and the acked offsets into
+        `acked` (as Faust's gap fills are: not in its acked index), or reads that range from the
+        log to learn which they are."""
+        markers = self.not_records[tp]
+        markers.difference_update([o for o in markers if o < committed])
+        head = min(acked)
+        if head <= committed:
+            return
+        between = range(committed, head)
+        if all(o in markers for o in between):
+            acked.extend(between)
+            acked.sort()
+            return
+        if self.record_offsets is not None and tp not in self.probes:
+            end = min(head, committed + PROBE_MAX)
+            task = asyncio.ensure_future(self._probe(tp, committed, end, done))
+            self.probes[tp] = task
+            task.add_done_callback(_log_failure)
+
+    async def _probe(self, tp: Any, start: int, end: int, done: set[int]) -> None:
+        try:
+            assert self.record_offsets is not None
+            records = await self.record_offsets(tp.topic, tp.partition, start, end)
+            self.not_records[tp].update(o for o in range(start, end) if o not in records)
+            unhandled = sorted(o for o in records if o not in done)
+            if unhandled:
+                self.holes[tp] = min(self.holes.get(tp, unhandled[0]), unhandled[0])
+        finally:
+            self.probes.pop(tp, None)
 
     def _rewind(self, consumer: Any, tp: Any, hole: int) -> None:
         """Reads the partition again from the hole: with no committed offset there is no seek
@@ -196,4 +247,4 @@ class CommitGuard:
 
 def _log_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.warning("seek back to an unhandled offset failed: %r (the next rebalance re-reads it)", task.exception())
+        log.warning("commit guard: a seek back or a read of the log failed: %r (the next rebalance retries)", task.exception())

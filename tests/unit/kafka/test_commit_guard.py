@@ -239,3 +239,55 @@ async def test_a_seek_back_to_a_hole_that_brings_nothing_back_is_made_again(monk
     assert c._new_offset(P0) is None
     await asyncio.sleep(0)
     assert c.seeks == [(P0, 0), (P0, 0)], "sought again once it did not"
+
+
+MONITOR = TP("agentstream.monitor.v1", 0)
+
+
+def monitor_consumer(committed: int | None, acked: list[int]) -> Any:
+    c = consumer(committed=None, acked=[])
+    c._acked, c._acked_index = defaultdict(list, {MONITOR: list(acked)}), defaultdict(set, {MONITOR: set(acked)})
+    c._committed_offset = defaultdict(lambda: None, {MONITOR: committed})
+    c.assignment = lambda: {MONITOR}
+    return c
+
+
+async def test_commit_markers_at_the_head_of_a_transactional_topic_are_committed_over() -> None:
+    """The monitor's input is written in transactions: record 0, marker 1, record 2, marker 3 ...
+    Faust never fills the first marker in (a read offset of 0 counts as none in its gap check),
+    so the committed offset stayed at 1 for good and every restart re-read the whole topic."""
+    reads: list[tuple[int, int]] = []
+
+    async def record_offsets(topic: str, partition: int, start: int, end: int) -> set[int]:
+        reads.append((start, end))
+        return {o for o in range(start, end) if o % 2 == 0}  # even offsets are records
+
+    guard = CommitGuard(record_offsets=record_offsets)
+    guard.watch([MONITOR.topic], contiguous=False)
+    c = monitor_consumer(committed=1, acked=[2, 3, 4])  # 3 was filled in by Faust's gap fill
+    c._acked_index[MONITOR] = {2, 4}
+    guard.install(c)
+    for offset in (2, 4):
+        guard.finish(SimpleNamespace(tp=MONITOR, offset=offset))
+    assert c._new_offset(MONITOR) is None, "offset 1 is not known yet: the log is read first"
+    await asyncio.sleep(0)
+    assert reads == [(1, 2)] and guard.not_records[MONITOR] == {1}
+    assert c._new_offset(MONITOR) == 5, "past the marker, up to everything handled"
+    assert reads == [(1, 2)], "a marker is read from the log once"
+
+
+async def test_a_record_at_the_head_of_a_transactional_topic_that_was_not_handled_is_a_hole() -> None:
+    async def record_offsets(topic: str, partition: int, start: int, end: int) -> set[int]:
+        return set(range(start, end))  # no markers there: 7 is a record
+
+    guard = CommitGuard(record_offsets=record_offsets)
+    guard.watch([MONITOR.topic], contiguous=False)
+    c = monitor_consumer(committed=7, acked=[8])
+    guard.install(c)
+    guard.finish(SimpleNamespace(tp=MONITOR, offset=8))
+    assert c._new_offset(MONITOR) is None
+    await asyncio.sleep(0)
+    assert guard.holes[MONITOR] == 7 and not guard.not_records[MONITOR]
+    assert c._new_offset(MONITOR) is None, "never committed past the unhandled record"
+    await asyncio.sleep(0)
+    assert c.seeks == [(MONITOR, 7)], "read again from it, as any hole"
