@@ -11,7 +11,8 @@ Where things live (a request's path, top to bottom):
 - `stages/`: `routing` → `budgets` → `execution` → `verification` → `responding`, plus
   `reviewing` (human decisions) and `monitoring` (windowed metrics, rollback); `compose`
   registers them all on the app.
-- `state/`: `sessions` (session, task and step values), `tables` (the Faust tables).
+- `state/`: `model` (session, task, step and hold types), `sessions` (their transitions and
+  encoding), `store` (scans over encoded sessions), `tables` (the Faust table).
 - `config/`: `settings` (environment), `pipeline` (the versioned config file), `services`
   (provider, tracer, tool ledger, redactor: one `Services` per app, `app.services`, each
   piece built on first use).

@@ -15,8 +15,12 @@ from typing import Protocol
 from streams.state.model import Session
 from streams.state.sessions import dump, load
 
-EMPTY_QUEUE = b'"queue":[]'  # as `dump` writes it (no spaces); anything else is decoded to check
-_EXPIRES = re.compile(rb'"expires_ms":\s*(\d+)')
+# `dump` writes a session's numeric fields and its queue before any text (`model.Session`), so
+# the first `"queue":` and `"expires_ms":` in its bytes are the session's own, never a user's.
+_DUMPED = b'{"expires_ms":'
+_QUEUE = b'"queue":'
+_EXPIRES = re.compile(rb'^\{"expires_ms":(\d+),')
+_EPOCH = re.compile(rb'^\{"expires_ms":\d+,"last_activity_ms":\d+,"epoch":(\d+),')
 
 
 class SessionStore(Protocol):
@@ -34,10 +38,17 @@ class SessionStore(Protocol):
 def with_queue(store: SessionStore) -> Iterator[tuple[str, Session]]:
     """Sessions with queued work (decoded); the others are passed over on their bytes."""
     for sid, raw in store.raw_items():
-        if raw and EMPTY_QUEUE not in raw:
+        if raw and not _empty_queue(raw):
             s = load(raw)
-            if s.get("queue"):
+            if s.queue:
                 yield sid, s
+
+
+def _empty_queue(raw: bytes) -> bool:
+    if not raw.startswith(_DUMPED):
+        return False  # written before `dump` put the queue first: decoded to check
+    at = raw.find(_QUEUE)
+    return at >= 0 and raw.startswith(b"[]", at + len(_QUEUE))
 
 
 def idle_before(store: SessionStore, now_ms: int) -> Iterator[tuple[str, Session]]:
@@ -45,9 +56,16 @@ def idle_before(store: SessionStore, now_ms: int) -> Iterator[tuple[str, Session
     for sid, raw in store.raw_items():
         if not raw:
             continue
-        m = _EXPIRES.search(raw)
-        if m is None or int(m[1]) < now_ms:
+        m = _EXPIRES.match(raw)
+        if m is None or int(m[1]) < now_ms:  # no match: not written by `dump`, so decoded
             yield sid, load(raw)
+
+
+def epoch_of(raw: bytes) -> int:
+    """The owner epoch of an encoded session, read off its first bytes (a table rebuild checks
+    it for every changelog record of a key it already has, see `tables.SessionKeyedTable`)."""
+    m = _EPOCH.match(raw)
+    return int(m[1]) if m else load(raw).epoch
 
 
 def digest_of(items: Iterable[tuple[str, bytes]]) -> str:

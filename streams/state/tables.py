@@ -9,15 +9,15 @@ Reading a session decodes a fresh value the caller may change at will.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any, cast
+from typing import Any
 
 import faust
 
 from streams.kafka.app import app
 from streams.kafka.partitioning import partition_for
 from streams.state.model import Session
-from streams.state.sessions import dump, is_stale, load
-from streams.state.store import digest_of
+from streams.state.sessions import dump, load
+from streams.state.store import digest_of, epoch_of
 
 
 class SessionKeyedTable(faust.Table[str, bytes]):
@@ -42,8 +42,8 @@ class SessionKeyedTable(faust.Table[str, bytes]):
             key = self._to_key(event.key)
             current = applied[key] if key in applied else self.data.get(key)
             value = event.value
-            # Decoded only when the key already has a value (once per key after compaction).
-            if current is not None and value is not None and is_stale(_session(current), _session(value)):
+            # Read off the value's first bytes; a value not written by `dump` is decoded.
+            if current is not None and value is not None and epoch_of(value) < epoch_of(current):
                 continue
             applied[key] = value
             yield event
@@ -71,10 +71,6 @@ class SessionTable(SessionKeyedTable):
         """A fingerprint of the table's contents, logged after a rebuild so tests can compare it
         with the changelog (`digest_of` over the latest record of each key)."""
         return digest_of(self.raw_items())
-
-
-def _session(value: Any) -> Session:
-    return cast(Session, value) if isinstance(value, dict) else load(value)
 
 
 # Faust picks the serializers from the types: keys as JSON strings (as the changelog has always

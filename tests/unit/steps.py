@@ -2,19 +2,19 @@
 
 import json
 
+from streams.state.model import StepState, StepStatus
 
-def llm(index: int, content: str = "", calls: list[dict] | None = None, status: str = "ok") -> dict:
+
+def llm(index: int, content: str = "", calls: list[dict] | None = None, status: StepStatus = "ok") -> StepState:
     result = json.dumps({"content": content, "tool_calls": calls or []})
-    return {"index": index, "kind": "llm_call", "name": "m", "arguments": "", "result": result,
-            "idempotency_key": "", "input_tokens": 1, "output_tokens": 1, "latency_ms": 1.0,
-            "status": status}
+    return StepState(index=index, kind="llm_call", name="m", result=result, input_tokens=1,
+                     output_tokens=1, latency_ms=1.0, status=status)
 
 
-def tool(index: int, name: str, args: dict, call_id: str, status: str = "done") -> list[dict]:
+def tool(index: int, name: str, args: dict, call_id: str, status: StepStatus = "done") -> list[StepState]:
     a = json.dumps(args, sort_keys=True, separators=(",", ":"))
-    call = {"index": index, "kind": "tool_call", "name": name, "arguments": a, "result": call_id,
-            "idempotency_key": "k", "input_tokens": 0, "output_tokens": 0, "latency_ms": 0.0,
-            "status": status}
-    res = {**call, "index": index + 1, "kind": "tool_result", "name": call_id, "arguments": "",
-           "result": "{}", "status": "ok"}
+    call = StepState(index=index, kind="tool_call", name=name, arguments=a, result=call_id,
+                     idempotency_key="k", status=status)
+    res = StepState(index=index + 1, kind="tool_result", name=call_id, result="{}", status="ok",
+                    idempotency_key="k")
     return [call, res] if status == "done" else [call]

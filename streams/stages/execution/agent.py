@@ -164,7 +164,7 @@ async def take_in(routed: Routed, event: Any) -> None:
         # Nothing of the session is read for this request: not its history, not its queue.
         await _reject(routed, "session belongs to another user; start a new session")
         return
-    queued = len(current["queue"]) if current else 0
+    queued = len(current.queue) if current else 0
     window_ms = int(_settings.dedup_window_s * 1000)
     if queued >= MAX_QUEUED and not state.knows(current, routed.request_id):
         await _reject_busy(routed, f"too many requests in progress for this session ({queued}); try again later")

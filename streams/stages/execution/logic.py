@@ -1,6 +1,6 @@
 """The agent loop as a pure function of the recorded steps.
 
-A task's state is its list of steps (dicts shaped like the Avro `StepState`). `plan_next` looks only at
+A task's state is its list of steps (`streams.state.model.StepState`). `plan_next` looks only at
 that list, so a worker that resumes a task after a crash makes exactly the decision the dead worker
 would have made at the same step.
 """
@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from streams.config.pipeline import DomainConfig, ExecutionConfig, PolicyConfig
 from streams.llm.base import ToolCall
-from streams.stages.execution.policy import hold_reason, refunded
+from streams.stages.execution.policy import hold_reason, refunded_by
 from streams.state.model import HoldSpec, Outcome, StepState
 
 
@@ -52,7 +52,7 @@ def idempotency_key(request_id: str, step_index: int, call: ToolCall) -> str:
 
 
 def llm_step_calls(step: StepState) -> list[ToolCall]:
-    data = json.loads(step["result"] or "{}")
+    data = json.loads(step.result or "{}")
     return [ToolCall(c["id"], c["name"], c["arguments"]) for c in data.get("tool_calls", [])]
 
 
@@ -63,35 +63,35 @@ def plan_next(
     policy: PolicyConfig,
     refunded_before: float = 0.0,
 ) -> Action:
-    if steps and steps[-1]["kind"] == "review" and steps[-1]["name"] == "answer":
+    if steps and steps[-1].kind == "review" and steps[-1].name == "answer":
         return _reviewed_answer(steps[-1])
-    llm_indexes = [i for i, s in enumerate(steps) if s["kind"] == "llm_call"]
+    llm_indexes = [i for i, s in enumerate(steps) if s.kind == "llm_call"]
     if not llm_indexes:
         return CallLLM(len(steps))
     last = steps[llm_indexes[-1]]
-    if last["status"] != "ok":
+    if last.status != "ok":
         # An LLM step that did not answer: its status (fallback, degraded) is the outcome.
-        return Finish(cast(Outcome, last["status"]), "", [last["result"]])
+        return Finish(cast(Outcome, last.status), "", [last.result])
     calls = llm_step_calls(last)
     if not calls:
-        answer = json.loads(last["result"]).get("content", "")
+        answer = json.loads(last.result).get("content", "")
         return Finish("ok", answer)
     after = steps[llm_indexes[-1] + 1 :]
-    answered = {s["name"] for s in after if s["kind"] == "tool_result"}
+    answered = {s.name for s in after if s.kind == "tool_result"}
     # Tool result steps carry the tool call id in `name`; tool_call steps carry the tool name.
     for call in calls:
         if call.id in answered:
             continue
         started = next(
-            (s for s in after if s["kind"] == "tool_call" and s["result"] == call.id), None
+            (s for s in after if s.kind == "tool_call" and s.result == call.id), None
         )
-        review = next((s for s in after if s["kind"] == "review" and s["name"] == call.id), None)
+        review = next((s for s in after if s.kind == "review" and s.name == call.id), None)
         if review is not None:
             # A human approved the held call (rejections carry their tool_result already): it
             # runs with the reviewed arguments, past the policy that held it (and past the step
             # limit: the hold and review steps are not the model's).
-            reviewed = ToolCall(call.id, call.name, json.loads(review["arguments"]))
-            index = started["index"] if started else len(steps)
+            reviewed = ToolCall(call.id, call.name, json.loads(review.arguments))
+            index = started.index if started else len(steps)
             return RunTool(index, reviewed, idempotency_key(request_id, index, reviewed))
         if len(steps) >= execution.max_steps:
             return Finish(
@@ -100,10 +100,10 @@ def plan_next(
         repeats = sum(
             1
             for s in steps
-            if s["kind"] == "tool_call"
-            and s["name"] == call.name
-            and s["arguments"] == canonical_args(call.arguments)
-            and s["status"] == "done"
+            if s.kind == "tool_call"
+            and s.name == call.name
+            and s.arguments == canonical_args(call.arguments)
+            and s.status == "done"
         )
         if started is None and repeats + 1 >= execution.loop_repeats:
             return Finish(
@@ -114,20 +114,20 @@ def plan_next(
                     f"{repeats + 1} times; task stopped"
                 ],
             )
-        prior = refunded_before + refunded([{"routed": {"created_ms": 0}, "steps": steps}], 0)
+        prior = refunded_before + refunded_by(steps)
         reason = hold_reason(call.name, call.arguments, policy, prior)
         if reason:
-            hold: HoldSpec = {
-                "index": len(steps),
-                "kind": "hold",
-                "name": call.name,
-                "arguments": canonical_args(call.arguments),
-                "result": reason,
-                "status": "held",
-                "call_id": call.id,
-            }
+            hold = HoldSpec(
+                kind="hold",
+                index=len(steps),
+                name=call.name,
+                arguments=canonical_args(call.arguments),
+                result=reason,
+                status="held",
+                call_id=call.id,
+            )
             return Finish("escalated", "", [f"held for human review: {reason}"], hold)
-        index = started["index"] if started else len(steps)
+        index = started.index if started else len(steps)
         return RunTool(index, call, idempotency_key(request_id, index, call))
     if len(steps) >= execution.max_steps:
         return Finish(
@@ -138,14 +138,14 @@ def plan_next(
 
 def _reviewed_answer(review: StepState) -> Finish:
     """A held answer after its human decision: the approved or edited text, or a refusal."""
-    if review["status"] == "rejected":
-        note = json.loads(review["result"] or "{}").get("note", "")
+    if review.status == "rejected":
+        note = json.loads(review.result or "{}").get("note", "")
         return Finish(
             "blocked",
             "A member of our team reviewed your request and cannot help with it here.",
             ["declined by a human reviewer" + (f": {note}" if note else "")],
         )
-    return Finish("ok", review["arguments"])
+    return Finish("ok", review.arguments)
 
 
 def build_messages(
@@ -175,7 +175,7 @@ def build_messages(
     messages += [{"role": m["role"], "content": m["content"]} for m in context]
     messages.append({"role": "user", "content": text})
     for step in steps:
-        if step["kind"] == "llm_call" and step["status"] == "ok":
+        if step.kind == "llm_call" and step.status == "ok":
             calls = llm_step_calls(step)
             if calls:
                 messages.append(
@@ -192,6 +192,6 @@ def build_messages(
                         ],
                     }
                 )
-        elif step["kind"] == "tool_result":
-            messages.append({"role": "tool", "tool_call_id": step["name"], "content": step["result"]})
+        elif step.kind == "tool_result":
+            messages.append({"role": "tool", "tool_call_id": step.name, "content": step.result})
     return messages, trimmed

@@ -5,10 +5,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from streams.config.pipeline import PolicyConfig
+from streams.state.model import StepState, Task
 
 SENSITIVE_ARGS = ("ssn", "card_number", "password", "date_of_birth")
 
@@ -56,22 +57,23 @@ def refund_amount(value: Any) -> float | None:
     return amount if math.isfinite(amount) and amount > 0 else None
 
 
-def refunded(tasks: Iterable[Mapping[str, Any]], since_ms: int) -> float:
-    """Sum of the refunds executed (tool result ok) by tasks created at or after `since_ms`."""
+def refunded(tasks: Iterable[Task], since_ms: int) -> float:
+    """Sum of the refunds executed by tasks created at or after `since_ms`."""
+    return sum(refunded_by(t.steps) for t in tasks if int(t.routed.get("created_ms", 0)) >= since_ms)
+
+
+def refunded_by(steps: Sequence[StepState]) -> float:
+    """Sum of the refunds executed (an `issue_refund` call whose result is ok) in these steps."""
     total = 0.0
-    for task in tasks:
-        if int(task.get("routed", {}).get("created_ms", 0)) < since_ms:
-            continue
-        steps = task.get("steps", [])
-        for call, result in itertools.pairwise(steps):
-            if (
-                call.get("kind") == "tool_call"
-                and call.get("name") == "issue_refund"
-                and result.get("kind") == "tool_result"
-                and result.get("status") == "ok"
-            ):
-                try:
-                    total += float(json.loads(result.get("result") or "{}").get("amount", 0))
-                except (ValueError, TypeError, AttributeError):
-                    continue
+    for call, result in itertools.pairwise(steps):
+        if (
+            call.kind == "tool_call"
+            and call.name == "issue_refund"
+            and result.kind == "tool_result"
+            and result.status == "ok"
+        ):
+            try:
+                total += float(json.loads(result.result or "{}").get("amount", 0))
+            except (ValueError, TypeError, AttributeError):
+                continue
     return total

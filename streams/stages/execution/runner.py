@@ -16,8 +16,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
+from msgspec.structs import replace
 from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
 
 from streams.config.pipeline import PipelineConfig
@@ -38,7 +39,7 @@ from streams.stages.execution.policy import refunded
 from streams.stages.execution.tools import DEMO_TOOLS, ToolLedger, tools_for
 from streams.stages.verification.logic import Checks, findings
 from streams.state import sessions as state
-from streams.state.model import Session, StepState, Task
+from streams.state.model import HoldSpec, Session, StepState, Task
 from streams.state.store import SessionStore, with_queue
 from streams.telemetry import attributes as attr
 from streams.telemetry.tracing import context_from_traceparent, headers_with_context, mark_error
@@ -55,18 +56,7 @@ FALLBACK_ANSWER = (
 
 
 def llm_step(index: int, model: str) -> StepState:
-    return {
-        "index": index,
-        "kind": "llm_call",
-        "name": model,
-        "arguments": "",
-        "result": "",
-        "idempotency_key": "",
-        "input_tokens": 0,
-        "output_tokens": 0,
-        "latency_ms": 0.0,
-        "status": "ok",
-    }
+    return StepState(index=index, kind="llm_call", name=model)
 
 
 @dataclass
@@ -144,7 +134,7 @@ class TaskRunner:
         started = 0
         for sid in list(self.unfinished):
             s = self.sessions.get(sid)
-            if not s or not s.get("queue") or not self.owned(self.part(sid)):
+            if not s or not s.queue or not self.owned(self.part(sid)):
                 self.unfinished.discard(sid)  # done, or elsewhere: a reassignment rescans
             elif sid not in self.inflight:
                 self.kick(sid)
@@ -185,7 +175,7 @@ class TaskRunner:
                 task = state.current_task(self.sessions.get(sid))
                 if task is None or not self.owned(self.part(sid)):
                     return
-                if int(task.get("failures", 0)) >= self.max_failures:
+                if task.failures >= self.max_failures:
                     # Given up before, but the worker died before the answer was written: answer
                     # now, without running the task a fourth time.
                     await self._give_up(sid, task, "task failed too often; its last run was interrupted")
@@ -208,11 +198,11 @@ class TaskRunner:
         """A task that keeps failing must not crash-loop its partition: after `max_failures` it
         is answered `error` with the reason; before that the failure is recorded and the worker
         ends (the task resumes on the next owner, which may not share this worker's fault)."""
-        failures = int(task.get("failures", 0)) + 1
-        log.error("task %s of session %s failed (%d/%d): %r", task["request_id"], sid, failures, self.max_failures, exc)
+        failures = task.failures + 1
+        log.error("task %s of session %s failed (%d/%d): %r", task.request_id, sid, failures, self.max_failures, exc)
         await self._fence(sid)
         s = self.sessions[sid]  # a fresh copy: the store decodes on every read
-        s["queue"][0]["failures"] = failures
+        s.queue[0].failures = failures
         self.write(sid, s)
         if failures < self.max_failures:
             await self.flush()
@@ -222,20 +212,19 @@ class TaskRunner:
     async def _give_up(self, sid: str, task: Task, reason: str) -> None:
         """Dead-letters the task's request with the reason and answers `error`."""
         reason = reason[:500]
-        await self.dead_letter(task["routed"], reason)
-        await self._finish(sid, task["request_id"], task["routed"], Finish("error", "", [reason], None), None)
+        await self.dead_letter(task.routed, reason)
+        await self._finish(sid, task.request_id, task.routed, Finish("error", "", [reason], None), None)
 
     def _steps(self, sid: str, request_id: str) -> list[StepState]:
         task = state.current_task(self.sessions.get(sid))
-        assert task and task["request_id"] == request_id
-        steps: list[StepState] = task["steps"]
-        return steps
+        assert task and task.request_id == request_id
+        return task.steps
 
     def write(self, sid: str, value: Session) -> None:
         """Every write to a session goes here: stamped with this worker's owner epoch, and
         indexed when it leaves work to do."""
         self.sessions[sid] = self.epochs.stamp(sid, value, self.sessions.get(sid))
-        if value.get("queue"):
+        if value.queue:
             self.unfinished.add(sid)
         else:
             self.unfinished.discard(sid)
@@ -251,8 +240,8 @@ class TaskRunner:
         self.write(sid, state.record_step(self.sessions[sid], request_id, step, now_ms()))
 
     async def _drive(self, sid: str, task: Task) -> None:
-        request_id, routed = task["request_id"], task["routed"]
-        parent = context_from_traceparent(task.get("traceparent", ""))
+        request_id, routed = task.request_id, task.routed
+        parent = context_from_traceparent(task.traceparent)
         with self.tracer.start_as_current_span(
             f"invoke_agent {routed['domain']}",
             context=parent,
@@ -274,7 +263,7 @@ class TaskRunner:
         ex, policy = cfg.execution, cfg.policy
         domain = cfg.domains[routed["domain"]]
         since = now_ms() - int(policy.refund_window_s * 1000)
-        refunded_before = refunded(self.sessions[sid].get("history", []), since)
+        refunded_before = refunded(self.sessions[sid].history, since)
         while True:
             steps = self._steps(sid, request_id)
             action = plan_next(request_id, steps, ex, policy, refunded_before)
@@ -282,9 +271,9 @@ class TaskRunner:
                 session = self.sessions[sid]
                 # Not this request's own turns: a task resumed after review sends its text once.
                 history = [
-                    {"role": m["role"], "content": m["content"]}
-                    for m in session["conversation"]
-                    if m.get("request_id") != request_id
+                    {"role": m.role, "content": m.content}
+                    for m in session.conversation
+                    if m.request_id != request_id
                 ]
                 messages, trimmed = build_messages(
                     domain, history, routed["context"], routed["text"], steps, routed["notes"],
@@ -301,14 +290,14 @@ class TaskRunner:
 
     async def _charge(self, sid: str, routed: dict[str, Any], step: StepState) -> None:
         """The call's usage to the budget stage, priced as the settlement prices the task."""
-        tokens = int(step["input_tokens"]) + int(step["output_tokens"])
+        tokens = step.input_tokens + step.output_tokens
         if not tokens:
             return
         task = state.current_task(self.sessions[sid])
         assert task is not None
-        run = f"{routed['request_id']}#{int(task.get('follow_up', 0))}"
-        cost = self.config_of(routed).cost_usd(routed["model"], int(step["input_tokens"]), int(step["output_tokens"]))
-        await self.charge(routed, run, f"{run}@{step['index']}", tokens, cost)
+        run = f"{routed['request_id']}#{task.follow_up}"
+        cost = self.config_of(routed).cost_usd(routed["model"], step.input_tokens, step.output_tokens)
+        await self.charge(routed, run, f"{run}@{step.index}", tokens, cost)
 
     async def _call_llm(
         self,
@@ -326,7 +315,7 @@ class TaskRunner:
         # The prompt itself goes to the LLM span (and ClickHouse); the task state keeps only its
         # digest, so session values (and their changelog) stay small and a replay can tell
         # whether it sent the same prompt.
-        step["arguments"] = "sha256:" + hashlib.sha256(prompt.encode()).hexdigest()[:32]
+        step.arguments = "sha256:" + hashlib.sha256(prompt.encode()).hexdigest()[:32]
         domain = cfg.domains[routed["domain"]]
         input_trimmed = any(n.startswith("input truncated") for n in routed["notes"])
         attributes = {
@@ -348,11 +337,11 @@ class TaskRunner:
             started = time.perf_counter()
             breaker = self.breakers.get(self.provider.name, model)
             if not breaker.allow():
-                step["status"] = "fallback"
-                step["result"] = f"circuit breaker open for {self.provider.name}/{model}; fallback answer"
+                step.status = "fallback"
+                step.result = f"circuit breaker open for {self.provider.name}/{model}; fallback answer"
                 span.set_attribute(attr.AGENTSTREAM_LLM_STATUS, "fallback")
                 span.add_event("circuit_breaker.open")
-                mark_error(span, "circuit_open", step["result"])
+                mark_error(span, "circuit_open", step.result)
                 return step
             request = ChatRequest(
                 model=model,
@@ -368,19 +357,19 @@ class TaskRunner:
                 )
             except LLMError as exc:
                 tripped = breaker.record_failure()
-                step["status"] = "degraded"
+                step.status = "degraded"
                 # The provider's own message goes on the span; the decision reason stays stable.
-                step["result"] = f"LLM {exc.kind} after {ex.llm_attempts} attempts; fallback answer given"
-                step["latency_ms"] = (time.perf_counter() - started) * 1000
+                step.result = f"LLM {exc.kind} after {ex.llm_attempts} attempts; fallback answer given"
+                step.latency_ms = (time.perf_counter() - started) * 1000
                 span.set_attribute(attr.AGENTSTREAM_LLM_STATUS, "degraded")
-                span.set_attribute(attr.AGENTSTREAM_LATENCY_MS, step["latency_ms"])
+                span.set_attribute(attr.AGENTSTREAM_LATENCY_MS, step.latency_ms)
                 if tripped:
                     span.add_event("circuit_breaker.tripped")
                 mark_error(span, exc.kind, str(exc))
                 return step
             breaker.record_success()
             resp = outcome.response
-            step["result"] = json.dumps(
+            step.result = json.dumps(
                 {
                     "content": resp.content,
                     "finish_reason": resp.finish_reason,
@@ -391,9 +380,9 @@ class TaskRunner:
                 },
                 ensure_ascii=False,
             )
-            step["input_tokens"] = resp.input_tokens
-            step["output_tokens"] = resp.output_tokens
-            step["latency_ms"] = (time.perf_counter() - started) * 1000
+            step.input_tokens = resp.input_tokens
+            step.output_tokens = resp.output_tokens
+            step.latency_ms = (time.perf_counter() - started) * 1000
             span.set_attributes(
                 {
                     attr.GEN_AI_RESPONSE_MODEL: resp.model,
@@ -403,7 +392,7 @@ class TaskRunner:
                     attr.AGENTSTREAM_COST_USD: cfg.cost_usd(model, resp.input_tokens, resp.output_tokens),
                     attr.AGENTSTREAM_LLM_STATUS: "ok",
                     attr.AGENTSTREAM_LLM_ATTEMPTS: outcome.attempts,
-                    attr.AGENTSTREAM_LATENCY_MS: step["latency_ms"],
+                    attr.AGENTSTREAM_LATENCY_MS: step.latency_ms,
                 }
             )
             if self.capture_content:
@@ -414,18 +403,15 @@ class TaskRunner:
         self, sid: str, request_id: str, routed: dict[str, Any], action: RunTool
     ) -> None:
         call = action.call
-        tool_step: StepState = {
-            "index": action.index,
-            "kind": "tool_call",
-            "name": call.name,
-            "arguments": canonical_args(call.arguments),
-            "result": call.id,
-            "idempotency_key": action.idempotency_key,
-            "input_tokens": 0,
-            "output_tokens": 0,
-            "latency_ms": 0.0,
-            "status": "started",
-        }
+        tool_step = StepState(
+            index=action.index,
+            kind="tool_call",
+            name=call.name,
+            arguments=canonical_args(call.arguments),
+            result=call.id,
+            idempotency_key=action.idempotency_key,
+            status="started",
+        )
         await self._write_step(sid, request_id, tool_step)
         with self.tracer.start_as_current_span(
             f"execute_tool {call.name}",
@@ -455,17 +441,17 @@ class TaskRunner:
             if "error" in result:
                 mark_error(span, "tool_error", str(result["error"]))
             latency = (time.perf_counter() - started) * 1000
-        await self._write_step(sid, request_id, {**tool_step, "status": "done", "latency_ms": latency})
-        result_step: StepState = {
-            **tool_step,
-            "index": action.index + 1,
-            "kind": "tool_result",
-            "name": call.id,
-            "arguments": "",
-            "result": json.dumps(result, sort_keys=True),
-            "status": "error" if "error" in result else "ok",
-            "latency_ms": latency,
-        }
+        await self._write_step(sid, request_id, replace(tool_step, status="done", latency_ms=latency))
+        result_step = replace(
+            tool_step,
+            index=action.index + 1,
+            kind="tool_result",
+            name=call.id,
+            arguments="",
+            result=json.dumps(result, sort_keys=True),
+            status="error" if "error" in result else "ok",
+            latency_ms=latency,
+        )
         await self._write_step(sid, request_id, result_step)
 
     async def _finish(
@@ -473,15 +459,16 @@ class TaskRunner:
     ) -> None:
         if fin.hold:
             # A hold step: the step fields of an empty LLM step, with the hold's own.
-            await self._write_step(sid, request_id, cast(StepState, {**llm_step(fin.hold["index"], ""), **fin.hold}))
+            held = fin.hold
+            await self._write_step(sid, request_id, held.as_step())
             if span is not None:
-                span.add_event("hold", {attr.GEN_AI_TOOL_NAME: fin.hold["name"], "reason": fin.hold["result"]})
+                span.add_event("hold", {attr.GEN_AI_TOOL_NAME: held.name, "reason": held.result})
         steps = self._steps(sid, request_id)
         task = state.current_task(self.sessions[sid])
         assert task is not None
-        follow_up = int(task.get("follow_up", 0))
+        follow_up = task.follow_up
         # A resumed task's earlier steps were counted (and settled) with its first answer.
-        used = steps[int(task.get("counted_from", 0)):]
+        used = steps[task.counted_from :]
         answer = fin.answer
         if fin.status in ("degraded", "fallback") and not answer:
             answer = FALLBACK_ANSWER
@@ -500,9 +487,9 @@ class TaskRunner:
             reasons=list(fin.reasons),
             notes=list(routed["notes"]),
             steps=[step_record(s) for s in steps],
-            input_tokens=sum(s["input_tokens"] for s in used),
-            output_tokens=sum(s["output_tokens"] for s in used),
-            llm_calls=sum(1 for s in used if s["kind"] == "llm_call"),
+            input_tokens=sum(s.input_tokens for s in used),
+            output_tokens=sum(s.output_tokens for s in used),
+            llm_calls=sum(1 for s in used if s.kind == "llm_call"),
             created_ms=routed["created_ms"],
             executed_ms=now_ms(),
             complexity=routed.get("complexity", ""),
@@ -513,7 +500,7 @@ class TaskRunner:
         found = findings(executed, self.checks(executed.config_version)) if fin.status == "ok" else []
         if hold is None and (fin.status == "escalated" or found):
             # The verifier will hold this answer for a human: keep what a decision resumes.
-            hold = {"kind": "answer", "draft": answer, "result": "; ".join(fin.reasons or found)}
+            hold = HoldSpec(kind="answer", draft=answer, result="; ".join(fin.reasons or found))
         headers: dict[str, bytes] = {}
         if span is not None:
             span.set_attribute(attr.AGENTSTREAM_TASK_STATUS, fin.status)
@@ -557,10 +544,9 @@ def output_messages(resp: ChatResponse) -> str:
 def step_record(s: StepState) -> Step:
     """The Avro `Step` of a recorded step (a hold's `call_id` stays in the session)."""
     return Step(
-        index=s["index"], kind=s["kind"], name=s.get("name", ""), arguments=s.get("arguments", ""),
-        result=s.get("result", ""), idempotency_key=s.get("idempotency_key", ""),
-        input_tokens=s.get("input_tokens", 0), output_tokens=s.get("output_tokens", 0),
-        latency_ms=s.get("latency_ms", 0.0), status=s.get("status", "ok"),
+        index=s.index, kind=s.kind, name=s.name, arguments=s.arguments, result=s.result,
+        idempotency_key=s.idempotency_key, input_tokens=s.input_tokens,
+        output_tokens=s.output_tokens, latency_ms=s.latency_ms, status=s.status,
     )
 
 

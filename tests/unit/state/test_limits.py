@@ -43,7 +43,7 @@ def test_seen_ids_expire_after_the_window() -> None:
     _, again = state.enqueue(s, _routed("a"), now=5_000, window_ms=10_000)
     assert not again, "a duplicate inside the window is dropped"
     s, _ = state.enqueue(s, _routed("b"), now=20_000, window_ms=10_000)
-    assert "a" not in s["handled"], "ids older than the window are forgotten"
+    assert "a" not in s.handled, "ids older than the window are forgotten"
 
 
 def test_session_value_is_capped_oldest_history_first() -> None:
@@ -51,26 +51,34 @@ def test_session_value_is_capped_oldest_history_first() -> None:
     for i in range(30):
         s, _ = state.enqueue(s, _routed(f"r{i}", "x" * 20_000), now=i)
         s = state.finish_task(s, f"r{i}", "ok", "y" * 20_000, None, i)
-    size = len(state.json.dumps(s).encode())
+    assert s is not None
+    size = len(state.dump(s))
     assert size <= state.MAX_SESSION_BYTES
-    assert s["trimmed"]["entries"] > 0
-    assert s["history"][-1]["request_id"] == "r29", "the newest history is kept"
+    assert s.trimmed is not None and s.trimmed.entries > 0 and s.trimmed.bytes <= state.MAX_SESSION_BYTES
+    assert s.history[-1].request_id == "r29", "the newest history is kept"
+
+
+def _v(n: int, epoch: int = 0) -> state.Session:
+    """A session value told apart by its user id."""
+    s = state.new_session("s", f"u{n}", "t")
+    s.epoch = epoch
+    return s
 
 
 def test_owner_epochs_fence_a_zombie_on_rebuild() -> None:
     old_owner, new_owner = state.OwnerEpochs(), state.OwnerEpochs()
     old_owner.reassigned(4)
-    v1 = old_owner.stamp("s", {"n": 1}, None)
-    v2 = old_owner.stamp("s", {"n": 2}, v1)
-    assert v1["epoch"] == v2["epoch"] == 4, "one epoch per ownership: the generation it was given in"
+    v1 = old_owner.stamp("s", _v(1), None)
+    v2 = old_owner.stamp("s", _v(2), v1)
+    assert v1.epoch == v2.epoch == 4, "one epoch per ownership: the generation it was given in"
     new_owner.reassigned(5)
-    taken = new_owner.stamp("s", {"n": 3}, v2)  # the new owner's first write after takeover
-    assert taken["epoch"] == 5
-    zombie = old_owner.stamp("s", {"n": 99}, v2)  # written by the old owner after it lost it
+    taken = new_owner.stamp("s", _v(3), v2)  # the new owner's first write after takeover
+    assert taken.epoch == 5
+    zombie = old_owner.stamp("s", _v(99), v2)  # written by the old owner after it lost it
     assert state.is_stale(taken, zombie) and not state.is_stale(v2, taken)
     assert not state.is_stale(taken, None), "deletes always apply"
     new_owner.reassigned(6)
-    assert new_owner.stamp("s", {"n": 4}, taken)["epoch"] == 6
+    assert new_owner.stamp("s", _v(4), taken).epoch == 6
 
 
 def test_owner_epochs_do_not_tie_when_an_owner_in_between_never_wrote() -> None:
@@ -78,11 +86,11 @@ def test_owner_epochs_do_not_tie_when_an_owner_in_between_never_wrote() -> None:
     write would give both the same epoch and let zombie B overwrite C on a rebuild."""
     a, b, c = state.OwnerEpochs(), state.OwnerEpochs(), state.OwnerEpochs()
     a.reassigned(7)
-    by_a = a.stamp("s", {"n": 1}, None)
+    by_a = a.stamp("s", _v(1), None)
     b.reassigned(8)
     c.reassigned(9)
-    by_c = c.stamp("s", {"n": 2}, by_a)
-    late_b = b.stamp("s", {"n": 3}, by_a)  # B wakes up and writes from its stale copy
+    by_c = c.stamp("s", _v(2), by_a)
+    late_b = b.stamp("s", _v(3), by_a)  # B wakes up and writes from its stale copy
     assert state.is_stale(by_c, late_b)
 
 
@@ -90,9 +98,9 @@ def test_owner_epochs_keep_rising_after_the_group_is_recreated() -> None:
     """A recreated group starts its generations again; epochs already stored must not win."""
     owner = state.OwnerEpochs()
     owner.reassigned(1)
-    stored: dict = {"n": 1, "epoch": 40}
-    fresh = owner.stamp("s", {"n": 2}, stored)
-    assert fresh["epoch"] == 41 and not state.is_stale(stored, fresh)
+    stored = _v(1, epoch=40)
+    fresh = owner.stamp("s", _v(2), stored)
+    assert fresh.epoch == 41 and not state.is_stale(stored, fresh)
 
 
 def test_queued_tasks_cannot_outgrow_the_session_cap() -> None:
@@ -104,9 +112,9 @@ def test_queued_tasks_cannot_outgrow_the_session_cap() -> None:
             s, _ = state.enqueue(s, _routed(f"r{i}", "x" * 200_000), now=i)
         except state.SessionFull as full:
             refused.append((f"r{i}", str(full)))
-    assert s is not None and len(s["queue"]) == 1, "one 200 kB task fits, a second does not"
+    assert s is not None and len(s.queue) == 1, "one 200 kB task fits, a second does not"
     assert len(refused) == 19 and "no room" in refused[0][1]
-    assert len(state.json.dumps(s).encode()) <= state.MAX_QUEUED_BYTES
+    assert len(state.dump(s)) <= state.MAX_QUEUED_BYTES
 
 
 def test_a_rejected_id_is_remembered_as_handled() -> None:

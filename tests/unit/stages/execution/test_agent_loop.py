@@ -1,16 +1,19 @@
 import json
 
+from msgspec.structs import replace
+
 from streams.config.pipeline import load_config
 from streams.llm.base import ToolCall
 from streams.stages.execution.breaker import CircuitBreaker
 from streams.stages.execution.logic import CallLLM, Finish, RunTool, idempotency_key, plan_next
 from streams.stages.execution.policy import hold_reason
+from streams.state.model import StepState, Task
 from tests.unit.steps import llm, tool
 
 CFG = load_config()
 
 
-def plan(steps: list[dict]):
+def plan(steps: list[StepState]):
     return plan_next("req-1", steps, CFG.execution, CFG.policy)
 
 
@@ -25,7 +28,7 @@ def test_small_refund_runs_large_refund_is_held() -> None:
     assert isinstance(small, RunTool) and small.call.name == "issue_refund" and small.index == 1
     big = plan([llm(0, calls=[{"id": "c1", "name": "issue_refund", "arguments": {"order_id": "77", "amount": 250}}])])
     assert isinstance(big, Finish) and big.status == "escalated"
-    assert "$250.00" in big.reasons[0] and big.hold and big.hold["kind"] == "hold"
+    assert "$250.00" in big.reasons[0] and big.hold and big.hold.kind == "hold"
 
 
 def test_account_actions_are_held() -> None:
@@ -68,7 +71,7 @@ def test_step_limit_ends_with_error() -> None:
 
 
 def test_failed_llm_step_finishes_with_its_status() -> None:
-    fin = plan([llm(0, status="degraded") | {"result": "rate limited"}])
+    fin = plan([replace(llm(0, status="degraded"), result="rate limited")])
     assert isinstance(fin, Finish) and fin.status == "degraded"
 
 
@@ -107,8 +110,8 @@ def test_sessions_expire_only_when_idle_and_empty() -> None:
     s, fresh = state.enqueue(None, {"request_id": "r", "session_id": "s", "user_id": "u", "tenant_id": "t"}, 0)
     assert fresh and not state.expired(s, state.SESSION_TTL_MS + 1), "a queued task keeps it alive"
     again, fresh = state.enqueue(s, {"request_id": "r", "session_id": "s", "user_id": "u", "tenant_id": "t"}, 5)
-    assert not fresh and len(again["queue"]) == 1, "a request id is taken in once"
-    s["queue"].clear()
+    assert not fresh and len(again.queue) == 1, "a request id is taken in once"
+    s.queue.clear()
     assert not state.expired(s, state.SESSION_TTL_MS - 1)
     assert state.expired(s, state.SESSION_TTL_MS + 1)
 
@@ -125,10 +128,10 @@ def test_refund_amounts_that_are_not_positive_numbers_are_held_never_run() -> No
 def test_small_refunds_that_add_up_past_the_session_limit_are_held() -> None:
     from streams.stages.execution.policy import refunded
 
-    def finished(rid: str, amount: float, created_ms: int) -> dict:
+    def finished(rid: str, amount: float, created_ms: int) -> Task:
         steps = tool(1, "issue_refund", {"order_id": "1", "amount": amount}, "c1")
-        steps[1]["result"] = json.dumps({"order_id": "1", "amount": amount, "refund_id": "R"})
-        return {"request_id": rid, "routed": {"created_ms": created_ms}, "steps": [llm(0), *steps]}
+        steps[1].result = json.dumps({"order_id": "1", "amount": amount, "refund_id": "R"})
+        return Task(request_id=rid, routed={"created_ms": created_ms}, steps=[llm(0), *steps])
 
     limit = CFG.policy.refund_session_limit
     history = [finished(f"r{i}", 90.0, 10_000 + i) for i in range(int(limit // 90))]
@@ -144,6 +147,6 @@ def test_small_refunds_that_add_up_past_the_session_limit_are_held() -> None:
     steps = [llm(0, calls=calls)]
     for i in range(int(limit // 90)):
         pair = tool(len(steps), "issue_refund", {"order_id": "1", "amount": 90}, f"c{i}")
-        pair[1]["result"] = json.dumps({"amount": 90})
+        pair[1].result = json.dumps({"amount": 90})
         steps += pair
     assert isinstance(plan(steps), Finish), "the call that passes the limit within one task is held"

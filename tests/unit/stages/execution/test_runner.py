@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict, replace
 from typing import Any
 
+from msgspec.structs import replace as replace_step
+
 from streams.config.pipeline import load_config
 from streams.events.records import Executed, Routed
 from streams.llm.base import ChatRequest, ChatResponse, ProviderUnavailable
@@ -14,6 +16,7 @@ from streams.llm.simulator import SimulatedProvider, SimulatorConfig
 from streams.stages.execution.runner import FALLBACK_ANSWER, TaskRunner
 from streams.stages.execution.tools import ToolLedger
 from streams.state import sessions as state
+from streams.state.model import Session, Task
 from streams.state.store import MemorySessions
 
 CFG = load_config()
@@ -80,21 +83,21 @@ async def test_a_task_resumes_at_its_last_recorded_step(tmp_path) -> None:
     runner, table, out = make_runner(sim, tmp_path)
     item = routed("r-resume", "s2", "Please refund $40 for order 1234")
     await run_all(runner, table, [item])
-    finished = table["s2"]["history"][0]["steps"]
-    assert [s["kind"] for s in finished] == ["llm_call", "tool_call", "tool_result", "llm_call"]
+    finished = table["s2"].history[0].steps
+    assert [s.kind for s in finished] == ["llm_call", "tool_call", "tool_result", "llm_call"]
 
     # A second worker finds the task with only its first two steps recorded (the tool call had
     # started when the first one died) and finishes it: same steps, the refund not run again.
     runner2, table2, out2 = make_runner(sim, tmp_path)
     table2["s2"], _ = state.enqueue(None, item, 0)
     for step in finished[:2]:
-        table2["s2"] = state.record_step(table2["s2"], "r-resume", {**step, "status": "started"} if step["kind"] == "tool_call" else step, 0)
+        table2["s2"] = state.record_step(table2["s2"], "r-resume", replace_step(step, status="started") if step.kind == "tool_call" else step, 0)
     runner2.kick("s2")
     await asyncio.gather(*runner2.inflight.values())
-    resumed = table2["s2"]["history"][0]["steps"]
-    assert [s["kind"] for s in resumed] == ["llm_call", "tool_call", "tool_result", "llm_call"]
-    assert resumed[0] == finished[0] and resumed[1]["idempotency_key"] == finished[1]["idempotency_key"]
-    assert json.loads(resumed[2]["result"]) == json.loads(finished[2]["result"])
+    resumed = table2["s2"].history[0].steps
+    assert [s.kind for s in resumed] == ["llm_call", "tool_call", "tool_result", "llm_call"]
+    assert resumed[0] == finished[0] and resumed[1].idempotency_key == finished[1].idempotency_key
+    assert json.loads(resumed[2].result) == json.loads(finished[2].result)
     assert len(ToolLedger(tmp_path / "l.sqlite").executions()) == 1
     assert out2[0].status == "ok" and out2[0].answer == out[0].answer
 
@@ -126,7 +129,7 @@ async def test_a_task_that_keeps_failing_is_answered_error_and_dead_lettered(tmp
     assert [e.status for e in out] == ["error"]
     assert "failed 3 times" in out[0].reasons[0] and "KeyError" in out[0].reasons[0]
     assert dead == [("r-poison", out[0].reasons[0])]
-    assert not table["s9"]["queue"], "the partition is free for the next task"
+    assert not table["s9"].queue, "the partition is free for the next task"
 
 
 async def test_a_give_up_interrupted_by_a_crash_is_finished_without_running_the_task_again(tmp_path) -> None:
@@ -147,22 +150,28 @@ async def test_a_give_up_interrupted_by_a_crash_is_finished_without_running_the_
 
     runner.dead_letter = dead_letter
     given_up, _ = state.enqueue(None, routed("r-given-up", "s8", "Where is my order?"), 0)
-    given_up["queue"][0]["failures"] = runner.max_failures
+    given_up.queue[0].failures = runner.max_failures
     table["s8"] = given_up
     runner.kick("s8")
     await asyncio.gather(*runner.inflight.values(), return_exceptions=True)
     assert calls == [], "no LLM call for a task already given up"
     assert [e.status for e in out] == ["error"] and dead == ["r-given-up"]
-    assert not table["s8"]["queue"]
+    assert not table["s8"].queue
+
+
+def _with_queue(sid: str, *request_ids: str) -> Session:
+    s = state.new_session(sid, "u", "t")
+    s.queue = [Task(request_id=rid, routed={}) for rid in request_ids]
+    return s
 
 
 async def test_resume_all_walks_the_index_and_rescans_after_an_assignment(tmp_path) -> None:
     runner, table, _ = make_runner(SimulatedProvider(SimulatorConfig(latency_ms_mean=0)), tmp_path)
     kicked: list[str] = []
     runner.kick = kicked.append  # type: ignore[method-assign]
-    table["idle"], table["busy"] = {"queue": []}, {"queue": [{"request_id": "r"}]}
+    table["idle"], table["busy"] = _with_queue("idle"), _with_queue("busy", "r")
     assert runner.resume_all() == 1 and kicked == ["busy"], "the first call scans the table"
-    table["recovered"] = {"queue": [{"request_id": "r2"}]}  # a changelog value, not our write
+    table["recovered"] = _with_queue("recovered", "r2")  # a changelog value, not our write
     kicked.clear()
     runner.resume_all()
     assert kicked == ["busy"], "no scan between assignments"
@@ -170,7 +179,7 @@ async def test_resume_all_walks_the_index_and_rescans_after_an_assignment(tmp_pa
     kicked.clear()
     runner.resume_all()
     assert sorted(kicked) == ["busy", "recovered"]
-    runner.write("busy", {"queue": []})
+    runner.write("busy", _with_queue("busy"))
     kicked.clear()
     runner.resume_all()
     assert kicked == ["recovered"] and "busy" not in runner.unfinished
