@@ -35,6 +35,7 @@ class AgentStreamApp(faust.App):
     async def on_first_start(self) -> None:
         # Topics first, with their partition counts: auto-created topics break co-partitioning.
         await ensure_topics(self.agentstream_settings)
+        _read_committed(self.consumer)
         # Faust creates its data directory without parents; ours may not exist yet.
         Path(self.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
@@ -43,6 +44,23 @@ class AgentStreamApp(faust.App):
         await super().on_start()
         _make_flush_strict(self.producer)
         self.commit_guard.install(self.consumer)
+
+
+def _read_committed(consumer: Any) -> None:
+    """The worker reads committed data only. Faust reads uncommitted unless its own exactly-once
+    mode is on, so the monitor would count the answers of a responder transaction that was
+    aborted (a responder killed mid-transaction) and then again as its successor sends them.
+    Only the responder writes in transactions, so no other input changes. aiokafka builds its
+    fetcher from this setting in `start()`, after the consumer is created."""
+    thread = consumer._thread
+    create = thread._create_worker_consumer
+
+    def create_read_committed(transport: Any) -> Any:
+        kafka_consumer = create(transport)
+        kafka_consumer._isolation_level = "read_committed"
+        return kafka_consumer
+
+    thread._create_worker_consumer = create_read_committed
 
 
 class _CountingEvent(asyncio.Event):
