@@ -17,7 +17,7 @@ from streams.events.records import Control, Response, now_ms
 from streams.kafka import stream_topics
 from streams.kafka.app import app
 from streams.kafka.envelope import consume, log
-from streams.stages.monitoring.metrics import record, summarize, triggers
+from streams.stages.monitoring.metrics import counted, record, summarize, triggers
 from streams.telemetry import attributes as attr
 from streams.telemetry.tracing import stage_span
 
@@ -48,7 +48,11 @@ async def observe(resp: Response, event: Any) -> None:
     key = f"{resp.config_version}|{resp.rollout_arm or 'control'}"
     cost = cfg.cost_usd(resp.model, resp.input_tokens, resp.output_tokens)
     status = "ok" if resp.status == "degraded" and "budget degraded" in resp.reason else resp.status
-    window = record(metrics.get(key), status, resp.latency_ms, cost, resp.responded_ms, base.monitor.window_s)
+    before = metrics.get(key)
+    offset = event.message.offset
+    if counted(before, offset):
+        return  # counted before a crash, read again from the committed offset
+    window = record(before, status, resp.latency_ms, cost, resp.responded_ms, base.monitor.window_s, offset)
     metrics[key] = window
     candidate = base.candidate
     if resp.rollout_arm != "candidate" or candidate is None or resp.config_version != candidate.version:

@@ -14,7 +14,9 @@ BUCKETS_PER_WINDOW = 10
 LATENCY_BINS_MS = (50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 60_000)
 FAILED = ("error", "degraded", "fallback")
 
-Window = dict[str, Any]  # {"buckets": {start_ms: [n, failed, escalated, latency_sum_ms, cost_usd, [bins]]}}
+Window = dict[str, Any]
+"""{"buckets": {start_ms: [n, failed, escalated, latency_sum_ms, cost_usd, [bins]]}, "offset": N}:
+`offset` is the input offset of the last answer counted, written with the counts it changed."""
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,24 @@ class Summary:
     cost_per_answer_usd: float
 
 
+def counted(window: Window | None, offset: int) -> bool:
+    """Whether the answer at this input offset is already in the window: the monitor is
+    at-least-once, so after a crash its successor reads again from the committed offset, and the
+    rebuilt window tells it where it had got to."""
+    return window is not None and offset <= int(window.get("offset", -1))
+
+
 def record(
-    window: Window | None, status: str, latency_ms: float, cost_usd: float, at_ms: int, window_s: float
+    window: Window | None,
+    status: str,
+    latency_ms: float,
+    cost_usd: float,
+    at_ms: int,
+    window_s: float,
+    offset: int = -1,
 ) -> Window:
-    """A new window value with one answer counted in its time bucket (old buckets dropped)."""
+    """A new window value with one answer counted in its time bucket (old buckets dropped) and
+    `offset` recorded as the last one counted."""
     width = max(1, int(window_s * 1000 / BUCKETS_PER_WINDOW))
     buckets = {k: list(v) for k, v in (window or {}).get("buckets", {}).items()}
     start = str(at_ms - at_ms % width)
@@ -42,7 +58,7 @@ def record(
     b[4] += cost_usd
     b[5][bisect.bisect_left(LATENCY_BINS_MS, latency_ms)] += 1
     horizon = at_ms - int(window_s * 1000) - width
-    return {"buckets": {k: v for k, v in buckets.items() if int(k) >= horizon}}
+    return {"buckets": {k: v for k, v in buckets.items() if int(k) >= horizon}, "offset": offset}
 
 
 def summarize(window: Window | None, now_ms: int, window_s: float) -> Summary:

@@ -7,7 +7,7 @@ import pytest
 from streams.config.pipeline import MonitorConfig
 from streams.llm.base import ChatRequest, ProviderUnavailable
 from streams.llm.simulator import SimulatedProvider, SimulatorConfig
-from streams.stages.monitoring.metrics import record, summarize, triggers
+from streams.stages.monitoring.metrics import counted, record, summarize, triggers
 
 CFG = MonitorConfig(window_s=60, min_samples=20)
 
@@ -33,6 +33,16 @@ def test_old_answers_leave_the_window() -> None:
     s = summarize(later, 1_000_000 + 5 * 60_000, CFG.window_s)
     assert s.answers == 1 and s.error_rate == 0.0
     assert len(later["buckets"]) == 1, "buckets past the window are dropped from the value"
+
+
+def test_an_answer_read_again_after_a_crash_is_not_counted_twice() -> None:
+    w = None
+    for offset in (0, 2, 4):  # a transactional topic: each record is followed by its marker
+        assert not counted(w, offset)
+        w = record(w, "ok", 100, 0.0, 1_000_000 + offset, CFG.window_s, offset)
+    assert counted(w, 2) and counted(w, 4) and not counted(w, 6)
+    assert summarize(w, 1_000_010, CFG.window_s).answers == 3
+    assert not counted(None, 0), "an empty window has counted nothing"
 
 
 def test_each_trigger_fires_and_a_small_sample_never_does() -> None:
