@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -117,6 +118,15 @@ async def _record_offsets(bootstrap: str, topic: str, partition: int, start: int
         read_range(bootstrap, topic, partition=partition, start_offset=start, end_offset=end), timeout=30
     )
     return {r.offset for r in records}
+
+
+def active_partitions(app: faust.App, topic: str) -> Sequence[int]:
+    """The partitions of `topic` actively assigned to this worker. Read off the assignor's
+    current assignment (replaced, never changed in place, at every rebalance): its public
+    `assigned_actives()` builds a set of every assigned partition of every topic per call, which
+    was 4% of the worker's CPU under load from the runner's ownership checks alone."""
+    assignment = cast(Any, app.assignor)._assignment
+    return cast(Sequence[int], assignment.actives.get(topic, ()))
 
 
 def create_app(settings: Settings) -> AgentStreamApp:

@@ -17,7 +17,7 @@ import faust
 from streams.events.codecs import get_codec
 from streams.events.records import BudgetEvent, Response, Routed, decided_of, identity_of, now_ms
 from streams.kafka import stream_topics
-from streams.kafka.app import app, ownership_settled
+from streams.kafka.app import active_partitions, app, ownership_settled
 from streams.kafka.envelope import consume, publish
 from streams.kafka.partitioning import partition_for
 from streams.stages.budgets.estimate import degraded_max_tokens
@@ -110,7 +110,7 @@ async def expire_records() -> None:
     if not ownership_settled(app):
         return
     cutoff = now_ms() - RECORD_TTL_MS
-    owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == stream_topics.budget.get_topic_name()}
+    owned = set(active_partitions(app, stream_topics.budget.get_topic_name()))
     for key, value in list(budgets.items()):
         if "|" in key and value and value.get("at_ms", 0) < cutoff and budgets.partition_for_key(key) in owned:
             del budgets[key]

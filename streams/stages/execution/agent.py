@@ -27,7 +27,7 @@ from streams.events.records import (
     now_ms,
 )
 from streams.kafka import stream_topics
-from streams.kafka.app import app, ownership_settled
+from streams.kafka.app import active_partitions, app, ownership_settled
 from streams.kafka.envelope import consume, die, log, publish
 from streams.kafka.partitioning import partition_for
 from streams.kafka.topics import WORKER_HEARTBEAT_S
@@ -47,7 +47,7 @@ _assigned_at: list[float] = []  # when partitions were last assigned (for the re
 
 def _owned(partition: int) -> bool:
     name = stream_topics.routed.get_topic_name()
-    return any(tp.topic == name and tp.partition == partition for tp in app.assignor.assigned_actives())
+    return partition in active_partitions(app, name)
 
 
 async def _emit(executed: Executed, headers: dict[str, bytes] | None = None) -> None:
