@@ -50,10 +50,13 @@ async def budget_stage(stream: faust.StreamT[bytes]) -> None:
 async def handle(ev: BudgetEvent, event: Any) -> None:
     ceilings = app.services.pipeline_config.budgets
     rkey = f"{ev.tenant_id}|{ev.request_id}"
+    # The tenant value records the offset of the last event applied to it: a redelivered event
+    # changes only the value (tenant or request record) that a crash left without it.
+    offset = event.message.offset
     if ev.kind == "settle":
         value, record, applied = settle(
             budgets.get(ev.tenant_id), budgets.get(rkey), ceilings, ev.tenant_id, ev.user_id, ev.request_id,
-            ev.settle_id, ev.tokens, ev.cost_usd, now_ms(),
+            ev.settle_id, ev.tokens, ev.cost_usd, now_ms(), offset=offset,
         )
         if applied:
             budgets[rkey] = record
@@ -63,7 +66,7 @@ async def handle(ev: BudgetEvent, event: Any) -> None:
         run = ev.settle_id.rsplit("@", 1)[0]
         value, record, applied = charge(
             budgets.get(ev.tenant_id), budgets.get(rkey), ceilings, ev.tenant_id, ev.user_id, ev.request_id,
-            run, ev.settle_id, ev.tokens, ev.cost_usd, now_ms(),
+            run, ev.settle_id, ev.tokens, ev.cost_usd, now_ms(), offset=offset,
         )
         if applied:
             budgets[rkey] = record
@@ -73,13 +76,14 @@ async def handle(ev: BudgetEvent, event: Any) -> None:
         raise ValueError(f"unknown budget event kind {ev.kind!r}")
     routed = get_codec().decode(ev.routed, Routed)
     cheaper = (ev.cheaper_tokens, ev.cheaper_cost_usd) if ev.cheaper_model else None
-    seen = budgets.get(rkey)
+    seen, current = budgets.get(rkey), budgets.get(ev.tenant_id)
     value, record, admission = reserve(
-        budgets.get(ev.tenant_id), seen, ceilings, ev.tenant_id, ev.user_id, ev.request_id, ev.tokens,
-        ev.cost_usd, now_ms(), cheaper,
+        current, seen, ceilings, ev.tenant_id, ev.user_id, ev.request_id, ev.tokens,
+        ev.cost_usd, now_ms(), cheaper, offset=offset,
     )
     if seen is None:
         budgets[rkey] = record
+    if value != current:
         budgets[ev.tenant_id] = value
     topic = stream_topics.budget.get_topic_name()
     with stage_span(app.services.tracer, topic, "budget", event.headers, request_attributes(routed)) as span:

@@ -6,8 +6,13 @@ charged as soon as the call is recorded (counted, and taken off the reservation)
 end settles: whatever its recorded steps used beyond the charges (a charge lost in a crash) is
 counted and the rest of the reservation released. Reservations are what make concurrent requests safe: all of a
 tenant's budget events are processed in order on one partition, and each admission counts what
-is already used plus what is reserved. Both operations are idempotent by id (a redelivered event
-changes nothing), so counters stay exact when the stage is retried after a crash.
+is already used plus what is reserved.
+
+Every event changes two table values, the tenant's and the request's record, and a crash can
+land between the two writes. So each value says on its own what it already holds: the record by
+the ids it lists (settled runs, charges), the tenant value by the budget-topic offset of the last
+event applied to it (one tenant's events are handled in offset order on one partition). A
+redelivered event changes only the value that does not have it yet, and counters stay exact.
 """
 
 from __future__ import annotations
@@ -42,11 +47,22 @@ class Admission:
 
 
 def new_budget() -> Budget:
-    """A tenant's value: window counters, and the reservations still open (small: in flight)."""
-    return {"windows": {}, "open": {}}
+    """A tenant's value: window counters, the reservations still open (small: in flight), and
+    the offset of the last budget event applied to it (-1: none yet)."""
+    return {"windows": {}, "open": {}, "offset": -1}
 
 
-Record = dict[str, Any]  # one request's budget record: its admission and the settle ids applied
+Record = dict[str, Any]  # one request's budget record: its admission, reservation, settle and charge ids
+
+
+def applied(b: Budget | None, offset: int | None) -> bool:
+    """Whether the tenant value already holds the budget event at `offset` (None: not known)."""
+    return b is not None and offset is not None and offset <= int(b.get("offset", -1))
+
+
+def _mark(b: Budget, offset: int | None) -> None:
+    if offset is not None:
+        b["offset"] = max(int(b.get("offset", -1)), offset)
 
 
 def period(window: Period, now_ms: int) -> tuple[str, datetime]:
@@ -80,15 +96,23 @@ def reserve(
     cost_usd: float,
     now_ms: int,
     cheaper: tuple[int, float] | None = None,
+    offset: int | None = None,
 ) -> tuple[Budget, Record, Admission]:
     """Admits the request and holds its estimate in every window it counts in, or names the
     first ceiling it would cross and when that ceiling resets. When that ceiling says
     `degraded` and a `cheaper` estimate (tokens, cost) is given, the cheaper one is tried. A
-    request with a record already gets the decision it got then (a redelivery)."""
+    request with a record already gets the decision it got then (a redelivery), and its hold is
+    added to the tenant value if the crash came between the two writes (`offset`)."""
     b = copy.deepcopy(b) if b else new_budget()
     if record is not None and record.get("admission") is not None:
-        return b, record, Admission(**record["admission"])
+        admission = Admission(**record["admission"])
+        held = record.get("reserved")
+        if admission.admitted and held and offset is not None and not applied(b, offset):
+            _hold(b, request_id, record["keys"], held[0], held[1], int(record.get("at_ms", now_ms)))
+            _mark(b, offset)
+        return b, record, admission
     _release_stale(b, now_ms)
+    _mark(b, offset)
     record = {"admission": None, "keys": [], "settled": [], "at_ms": now_ms}
     crossed = _crossed(b, ceilings, tenant_id, user_id, tokens, cost_usd, now_ms)
     degraded = ""
@@ -101,14 +125,20 @@ def reserve(
         record["admission"] = admission.__dict__
         return b, record, admission
     keys = list(dict.fromkeys(window_key(c, tenant_id, user_id, now_ms) for c in ceilings))
+    _hold(b, request_id, keys, tokens, cost_usd, now_ms)
+    admission = Admission(True, degraded, degraded=bool(degraded))
+    record.update(admission=admission.__dict__, keys=keys, reserved=[tokens, cost_usd])
+    return b, record, admission
+
+
+def _hold(b: Budget, request_id: str, keys: list[str], tokens: int, cost_usd: float, at_ms: int) -> None:
+    if request_id in b["open"]:
+        return  # held already (a value written before tenant values carried their offset)
     for key in keys:
         w = b["windows"].setdefault(key, {"tokens": 0, "cost": 0.0, "held_tokens": 0, "held_cost": 0.0})
         w["held_tokens"] += tokens
         w["held_cost"] += cost_usd
-    b["open"][request_id] = {"keys": keys, "tokens": tokens, "cost": cost_usd, "at_ms": now_ms}
-    admission = Admission(True, degraded, degraded=bool(degraded))
-    record.update(admission=admission.__dict__, keys=keys)
-    return b, record, admission
+    b["open"][request_id] = {"keys": keys, "tokens": tokens, "cost": cost_usd, "at_ms": at_ms}
 
 
 def _crossed(
@@ -151,31 +181,37 @@ def charge(
     tokens: int,
     cost_usd: float,
     now_ms: int,
+    offset: int | None = None,
 ) -> tuple[Budget, Record, bool]:
     """Counts one LLM call of a task run (`settle_id`) and takes it off the reservation's hold.
     False (nothing changes) for a charge already applied or one arriving after its run settled:
     the settlement counted everything the run's steps recorded."""
     b, record = _copies(b, record, now_ms)
     charged = record.setdefault("charged", {})
-    if settle_id in record["settled"] or charge_id in charged:
+    in_record = charge_id in charged
+    if (in_record and (offset is None or applied(b, offset))) or (settle_id in record["settled"] and not in_record):
         return b, record, False
     charged[charge_id] = [settle_id, tokens, cost_usd]
+    keys = _keys_for(record, ceilings, tenant_id, user_id, now_ms, settle_id)
+    if applied(b, offset):
+        return b, record, True  # the tenant value has it: the record's write was the one lost
+    _mark(b, offset)
     opened = b["open"].get(request_id)
     if opened is not None:
         part = {"keys": opened["keys"], "tokens": min(tokens, opened["tokens"]), "cost": min(cost_usd, opened["cost"])}
         _release(b, part)
         opened["tokens"] -= part["tokens"]
         opened["cost"] -= part["cost"]
-    _count(b, _keys_for(record, ceilings, tenant_id, user_id, now_ms), tokens, cost_usd)
+    _count(b, keys, tokens, cost_usd)
     return b, record, True
 
 
 def _keys_for(
-    record: Record, ceilings: tuple[Ceiling, ...], tenant_id: str, user_id: str, now_ms: int
+    record: Record, ceilings: tuple[Ceiling, ...], tenant_id: str, user_id: str, now_ms: int, settle_id: str
 ) -> list[str]:
     """A request's first run counts in the windows of its reservation; a follow-up (after human
     review, hours later perhaps) in the windows of now."""
-    if record["keys"] and not record["settled"]:
+    if record["keys"] and not [s for s in record["settled"] if s != settle_id]:
         return list(record["keys"])
     return [window_key(c, tenant_id, user_id, now_ms) for c in ceilings]
 
@@ -198,16 +234,22 @@ def settle(
     tokens: int,
     cost_usd: float,
     now_ms: int,
+    offset: int | None = None,
 ) -> tuple[Budget, Record, bool]:
     """Ends a task run: `tokens`/`cost_usd` are everything its recorded steps used; what its
     charges did not count yet is counted now, and the rest of the reservation is released.
-    False for a settle id already applied (a redelivery)."""
+    False for a settle id already applied (a redelivery) to both values."""
     b, record = _copies(b, record, now_ms)
-    if settle_id in record["settled"]:
+    in_record = settle_id in record["settled"]
+    if in_record and (offset is None or applied(b, offset)):
         return b, record, False
     charges = [c for c in record.get("charged", {}).values() if c[0] == settle_id]
-    keys = _keys_for(record, ceilings, tenant_id, user_id, now_ms)
-    record["settled"].append(settle_id)
+    keys = _keys_for(record, ceilings, tenant_id, user_id, now_ms, settle_id)
+    if not in_record:
+        record["settled"].append(settle_id)
+    if applied(b, offset):
+        return b, record, True  # the tenant value has it: the record's write was the one lost
+    _mark(b, offset)
     opened = b["open"].pop(request_id, None)
     if opened is not None:
         _release(b, opened)

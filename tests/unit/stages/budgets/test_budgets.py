@@ -148,3 +148,46 @@ def test_budget_ceilings_come_from_the_config_file(tmp_path) -> None:
         assert "scope is tenant|user" in str(exc)
     else:
         raise AssertionError("an unknown scope is refused")
+
+
+def test_a_crash_between_the_two_writes_of_any_event_leaves_counters_exact() -> None:
+    """Each event writes the request's record, then the tenant value. The kill loop once lost
+    the second write of a settlement: the redelivered settle saw the record settled, skipped, and
+    the reservation stayed held for good. Here every event is delivered, its tenant write lost,
+    and delivered again (offsets as the budget topic gives them); then once more, complete."""
+    key = window_key(USER_DAY, "t", "u", T0)
+    events = [
+        ("reserve", 10, dict(tokens=400, cost=0.0)),
+        ("charge", 11, dict(charge_id="r1#0@0", tokens=120, cost=0.0)),
+        ("charge", 12, dict(charge_id="r1#0@2", tokens=60, cost=0.0)),
+        ("settle", 13, dict(tokens=200, cost=0.0)),
+    ]
+    b: dict | None = None
+    record: dict | None = None
+    for kind, offset, e in events:
+        for lost_tenant_write in (True, False, False):  # the third delivery is a plain duplicate
+            if kind == "reserve":
+                nb, nr, admission = ledger.reserve(b, record, (USER_DAY,), "t", "u", "r1", e["tokens"], e["cost"], T0, offset=offset)
+                assert admission.admitted
+            elif kind == "charge":
+                nb, nr, _ = ledger.charge(b, record, (USER_DAY,), "t", "u", "r1", "r1#0", e["charge_id"], e["tokens"], e["cost"], T0 + offset, offset=offset)
+            else:
+                nb, nr, _ = ledger.settle(b, record, (USER_DAY,), "t", "u", "r1", "r1#0", e["tokens"], e["cost"], T0 + offset, offset=offset)
+            record = nr
+            if not lost_tenant_write:
+                b = nb
+        if kind == "reserve":
+            assert usage(b, key)["held_tokens"] == 400 and "r1" in b["open"]
+    assert usage(b, key)["tokens"] == 200, "charged 180, the settlement counted the 20 left"
+    assert usage(b, key)["held_tokens"] == 0 and not b["open"], "the reservation is released"
+
+
+def test_a_lost_record_write_is_repaired_without_counting_again() -> None:
+    """The other order of loss: the tenant value has the event, the record does not."""
+    key = window_key(USER_DAY, "t", "u", T0)
+    b, record, _ = ledger.reserve(None, None, (USER_DAY,), "t", "u", "r1", 400, 0.0, T0, offset=3)
+    b, _record_write_lost, _ = ledger.charge(b, record, (USER_DAY,), "t", "u", "r1", "r1#0", "r1#0@0", 120, 0.0, T0, offset=4)
+    b2, record, applied = ledger.charge(b, record, (USER_DAY,), "t", "u", "r1", "r1#0", "r1#0@0", 120, 0.0, T0, offset=4)
+    assert applied and "r1#0@0" in record["charged"] and usage(b2, key)["tokens"] == 120, "counted once"
+    b3, record, _ = ledger.settle(b2, record, (USER_DAY,), "t", "u", "r1", "r1#0", 150, 0.0, T0, offset=5)
+    assert usage(b3, key)["tokens"] == 150 and usage(b3, key)["held_tokens"] == 0
