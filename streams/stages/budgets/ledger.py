@@ -8,11 +8,14 @@ counted and the rest of the reservation released. Reservations are what make con
 tenant's budget events are processed in order on one partition, and each admission counts what
 is already used plus what is reserved.
 
-Every event changes two table values, the tenant's and the request's record, and a crash can
-land between the two writes. So each value says on its own what it already holds: the record by
-the ids it lists (settled runs, charges), the tenant value by the budget-topic offset of the last
-event applied to it (one tenant's events are handled in offset order on one partition). A
-redelivered event changes only the value that does not have it yet, and counters stay exact.
+Every event changes two table values, first the request's record, then the tenant's, and a crash
+can land between the two writes. The record lists the ids it applied (reservation, charges,
+settled runs) with the budget-topic offset of the event that brought each; the tenant value
+carries the offset of the last event applied to it. One tenant's events are handled in offset
+order on one partition, and an event whose writes a crash cut short is handled again before any
+later one, so the tenant value holds an id exactly when its offset has reached the id's. A
+duplicate event (the same id at a later offset, sent again after a crash) changes nothing; a
+redelivered one completes the tenant write it lost.
 """
 
 from __future__ import annotations
@@ -55,13 +58,17 @@ def new_budget() -> Budget:
 Record = dict[str, Any]  # one request's budget record: its admission, reservation, settle and charge ids
 
 
-def applied(b: Budget | None, offset: int | None) -> bool:
-    """Whether the tenant value already holds the budget event at `offset` (None: not known)."""
-    return b is not None and offset is not None and offset <= int(b.get("offset", -1))
+def _tenant_has(b: Budget, record: Record, event_id: str) -> bool:
+    """Whether the tenant value holds an id the record holds: a record written before offsets
+    were kept says nothing more, and is trusted as before."""
+    at = record.get("at", {}).get(event_id)
+    return at is None or int(b.get("offset", -1)) >= at
 
 
-def _mark(b: Budget, offset: int | None) -> None:
+def _applied_at(b: Budget, record: Record, event_id: str, offset: int | None) -> None:
+    """`event_id` is applied to both values by the event at `offset`."""
     if offset is not None:
+        record.setdefault("at", {})[event_id] = offset
         b["offset"] = max(int(b.get("offset", -1)), offset)
 
 
@@ -107,12 +114,11 @@ def reserve(
     if record is not None and record.get("admission") is not None:
         admission = Admission(**record["admission"])
         held = record.get("reserved")
-        if admission.admitted and held and offset is not None and not applied(b, offset):
+        if admission.admitted and held and not _tenant_has(b, record, "reserve"):
             _hold(b, request_id, record["keys"], held[0], held[1], int(record.get("at_ms", now_ms)))
-            _mark(b, offset)
+            b["offset"] = max(int(b.get("offset", -1)), record["at"]["reserve"])
         return b, record, admission
     _release_stale(b, now_ms)
-    _mark(b, offset)
     record = {"admission": None, "keys": [], "settled": [], "at_ms": now_ms}
     crossed = _crossed(b, ceilings, tenant_id, user_id, tokens, cost_usd, now_ms)
     degraded = ""
@@ -123,11 +129,13 @@ def reserve(
     if crossed:
         admission = Admission(False, crossed[1])
         record["admission"] = admission.__dict__
+        _applied_at(b, record, "reserve", offset)
         return b, record, admission
     keys = list(dict.fromkeys(window_key(c, tenant_id, user_id, now_ms) for c in ceilings))
     _hold(b, request_id, keys, tokens, cost_usd, now_ms)
     admission = Admission(True, degraded, degraded=bool(degraded))
     record.update(admission=admission.__dict__, keys=keys, reserved=[tokens, cost_usd])
+    _applied_at(b, record, "reserve", offset)
     return b, record, admission
 
 
@@ -188,14 +196,17 @@ def charge(
     the settlement counted everything the run's steps recorded."""
     b, record = _copies(b, record, now_ms)
     charged = record.setdefault("charged", {})
-    in_record = charge_id in charged
-    if (in_record and (offset is None or applied(b, offset))) or (settle_id in record["settled"] and not in_record):
-        return b, record, False
-    charged[charge_id] = [settle_id, tokens, cost_usd]
+    if charge_id in charged:
+        if _tenant_has(b, record, charge_id):
+            return b, record, False  # a duplicate, or redelivered after both writes
+        tokens, cost_usd = charged[charge_id][1], charged[charge_id][2]  # its tenant write was lost
+    elif settle_id in record["settled"]:
+        return b, record, False  # after its run settled: the settlement counted it
+    else:
+        charged[charge_id] = [settle_id, tokens, cost_usd]
+        _applied_at(b, record, charge_id, offset)
+    b["offset"] = max(int(b.get("offset", -1)), int(record.get("at", {}).get(charge_id, -1)))
     keys = _keys_for(record, ceilings, tenant_id, user_id, now_ms, settle_id)
-    if applied(b, offset):
-        return b, record, True  # the tenant value has it: the record's write was the one lost
-    _mark(b, offset)
     opened = b["open"].get(request_id)
     if opened is not None:
         part = {"keys": opened["keys"], "tokens": min(tokens, opened["tokens"]), "cost": min(cost_usd, opened["cost"])}
@@ -240,16 +251,15 @@ def settle(
     charges did not count yet is counted now, and the rest of the reservation is released.
     False for a settle id already applied (a redelivery) to both values."""
     b, record = _copies(b, record, now_ms)
-    in_record = settle_id in record["settled"]
-    if in_record and (offset is None or applied(b, offset)):
-        return b, record, False
+    if settle_id in record["settled"]:
+        if _tenant_has(b, record, settle_id):
+            return b, record, False  # a duplicate, or redelivered after both writes
+        b["offset"] = max(int(b.get("offset", -1)), record["at"][settle_id])  # its tenant write was lost
+    else:
+        record["settled"].append(settle_id)
+        _applied_at(b, record, settle_id, offset)
     charges = [c for c in record.get("charged", {}).values() if c[0] == settle_id]
     keys = _keys_for(record, ceilings, tenant_id, user_id, now_ms, settle_id)
-    if not in_record:
-        record["settled"].append(settle_id)
-    if applied(b, offset):
-        return b, record, True  # the tenant value has it: the record's write was the one lost
-    _mark(b, offset)
     opened = b["open"].pop(request_id, None)
     if opened is not None:
         _release(b, opened)

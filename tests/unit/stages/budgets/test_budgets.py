@@ -182,12 +182,28 @@ def test_a_crash_between_the_two_writes_of_any_event_leaves_counters_exact() -> 
     assert usage(b, key)["held_tokens"] == 0 and not b["open"], "the reservation is released"
 
 
-def test_a_lost_record_write_is_repaired_without_counting_again() -> None:
-    """The other order of loss: the tenant value has the event, the record does not."""
+def test_duplicate_events_at_later_offsets_change_nothing() -> None:
+    """After a crash the pipeline sends some events again (a resumed task's charge, a routed
+    request's reservation): the same ids at new offsets. The kill loop counted them twice when
+    the tenant value's offset alone decided."""
     key = window_key(USER_DAY, "t", "u", T0)
     b, record, _ = ledger.reserve(None, None, (USER_DAY,), "t", "u", "r1", 400, 0.0, T0, offset=3)
-    b, _record_write_lost, _ = ledger.charge(b, record, (USER_DAY,), "t", "u", "r1", "r1#0", "r1#0@0", 120, 0.0, T0, offset=4)
-    b2, record, applied = ledger.charge(b, record, (USER_DAY,), "t", "u", "r1", "r1#0", "r1#0@0", 120, 0.0, T0, offset=4)
-    assert applied and "r1#0@0" in record["charged"] and usage(b2, key)["tokens"] == 120, "counted once"
-    b3, record, _ = ledger.settle(b2, record, (USER_DAY,), "t", "u", "r1", "r1#0", 150, 0.0, T0, offset=5)
-    assert usage(b3, key)["tokens"] == 150 and usage(b3, key)["held_tokens"] == 0
+    b, record, _ = ledger.charge(b, record, (USER_DAY,), "t", "u", "r1", "r1#0", "r1#0@0", 120, 0.0, T0, offset=4)
+    b, record, applied = ledger.charge(b, record, (USER_DAY,), "t", "u", "r1", "r1#0", "r1#0@0", 120, 0.0, T0, offset=9)
+    assert not applied and usage(b, key)["tokens"] == 120 and usage(b, key)["held_tokens"] == 280
+    b, record, _ = ledger.settle(b, record, (USER_DAY,), "t", "u", "r1", "r1#0", 150, 0.0, T0, offset=11)
+    b, record, admission = ledger.reserve(b, record, (USER_DAY,), "t", "u", "r1", 400, 0.0, T0, offset=12)
+    assert admission.admitted and not b["open"], "a reservation sent again after its run settled holds nothing"
+    b, record, applied = ledger.settle(b, record, (USER_DAY,), "t", "u", "r1", "r1#0", 150, 0.0, T0, offset=13)
+    assert not applied and usage(b, key)["tokens"] == 150 and usage(b, key)["held_tokens"] == 0
+
+
+def test_an_event_handled_late_after_later_ones_still_counts() -> None:
+    """An event Faust acked without handling (a hole) is read again after later events of the
+    same tenant were applied: the tenant value's offset is past it, and it must count anyway."""
+    key = window_key(USER_DAY, "t", "u", T0)
+    b, _, _ = ledger.reserve(None, None, (USER_DAY,), "t", "u", "r2", 100, 0.0, T0, offset=20)
+    b, r1, _ = ledger.reserve(b, None, (USER_DAY,), "t", "u", "r1", 400, 0.0, T0, offset=7)
+    assert usage(b, key)["held_tokens"] == 500 and b["offset"] == 20
+    b, r1, applied = ledger.settle(b, r1, (USER_DAY,), "t", "u", "r1", "r1#0", 150, 0.0, T0, offset=8)
+    assert applied and usage(b, key)["tokens"] == 150 and usage(b, key)["held_tokens"] == 100
