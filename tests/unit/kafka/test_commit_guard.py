@@ -291,3 +291,29 @@ async def test_a_record_at_the_head_of_a_transactional_topic_that_was_not_handle
     assert c._new_offset(MONITOR) is None, "never committed past the unhandled record"
     await asyncio.sleep(0)
     assert c.seeks == [(MONITOR, 7)], "read again from it, as any hole"
+
+
+async def test_a_transactional_topic_is_committed_to_its_last_handled_record_in_one_round() -> None:
+    """The responder writes the monitor's topic in transactions: records 0-1, marker 2, records
+    3-4, marker 5 ... Faust records each marker as a gap running up to and including the next
+    record, and its own fill added that record twice: one transaction per commit round."""
+    from intervaltree import IntervalTree
+
+    guard = CommitGuard()
+    guard.watch([MONITOR.topic], contiguous=False)
+    records = [o for o in range(30) if o % 3 != 2]
+    c = monitor_consumer(committed=None, acked=[])
+    c._gap = defaultdict(IntervalTree)
+    guard.install(c)
+    previous = None
+    for offset in records:  # delivered, handled and acked in order, gaps as Faust records them
+        if previous is not None and offset - previous > 1:
+            c._gap[MONITOR].addi(previous + 1, offset + 1)
+        previous = offset
+        guard.finish(SimpleNamespace(tp=MONITOR, offset=offset))
+        c._acked[MONITOR].append(offset)
+        c._acked_index[MONITOR].add(offset)
+    assert c._new_offset(MONITOR) == 29, "every record up to the last one, markers included"
+    alone = monitor_consumer(committed=None, acked=[0, 1, 3, 4, 6])
+    alone._gap = defaultdict(IntervalTree, {MONITOR: IntervalTree.from_tuples([(2, 4), (5, 7)])})
+    assert alone._new_offset(MONITOR) == 4, "Faust alone stops at the first duplicate (3), short of 7"
