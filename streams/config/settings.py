@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     # Suffix appended to every topic and the app id so tests and replays stay isolated.
     namespace: str = ""
     partitions: int = 4
+    # Replicas of every topic the pipeline creates: 1 suits one broker; 3 on a cluster.
+    replication_factor: int = Field(1, ge=1)
     config_file: Path | None = None
     data_dir: Path = REPO_ROOT / ".data"
     session_timeout_s: float = 6.0

@@ -67,7 +67,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
-                    [NewTopic(s.name, s.partitions, 1, topic_configs=s.config) for s in missing]
+                    [NewTopic(s.name, s.partitions, settings.replication_factor, topic_configs=s.config) for s in missing]
                 )
         return [s.name for s in missing]
     finally:
