@@ -368,7 +368,7 @@ class OwnerEpochs:
     Kafka raises it at every rebalance and gives a partition to one member per generation, so
     two owners of a session never share an epoch, even when an owner in between never wrote
     (a counter bumped on write would tie there). A worker that lost the partition without
-    noticing (a zombie) still writes its old, lower generation, and `is_stale` lets a table
+    noticing (a zombie) still writes its old, lower generation, and `store.is_stale` lets a table
     rebuild skip those writes, so the zombie cannot overwrite the new owner's state in the
     changelog. Should the group ever be recreated (its generation restarts), the stored epoch
     plus one keeps epochs rising.
@@ -391,9 +391,3 @@ class OwnerEpochs:
         value.epoch = epoch
         return value
 
-
-def is_stale(current: Session | None, incoming: Session | None) -> bool:
-    """A changelog write from an older owner epoch than the value already applied."""
-    if not current or not incoming:
-        return False  # first value, or a delete: always applied
-    return incoming.epoch < current.epoch

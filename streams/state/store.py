@@ -68,6 +68,14 @@ def epoch_of(raw: bytes) -> int:
     return int(m[1]) if m else load(raw).epoch
 
 
+def is_stale(current: bytes | None, incoming: bytes | None) -> bool:
+    """A changelog write from an older owner epoch than the value already applied (a zombie's);
+    a first value or a delete is always applied."""
+    if not current or not incoming:
+        return False
+    return epoch_of(incoming) < epoch_of(current)
+
+
 def digest_of(items: Iterable[tuple[str, bytes]]) -> str:
     """A fingerprint of (session id, encoded value) pairs: a rebuilt table's is logged, and a
     test computes the same over the latest changelog record of each key."""

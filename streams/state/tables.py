@@ -17,7 +17,7 @@ from streams.kafka.app import app
 from streams.kafka.partitioning import partition_for
 from streams.state.model import Session
 from streams.state.sessions import dump, load
-from streams.state.store import digest_of, epoch_of
+from streams.state.store import digest_of, is_stale
 
 
 class SessionKeyedTable(faust.Table[str, bytes]):
@@ -43,7 +43,7 @@ class SessionKeyedTable(faust.Table[str, bytes]):
             current = applied[key] if key in applied else self.data.get(key)
             value = event.value
             # Read off the value's first bytes; a value not written by `dump` is decoded.
-            if current is not None and value is not None and epoch_of(value) < epoch_of(current):
+            if is_stale(current, value):
                 continue
             applied[key] = value
             yield event

@@ -69,7 +69,12 @@ def _applied_at(b: Budget, record: Record, event_id: str, offset: int | None) ->
     """`event_id` is applied to both values by the event at `offset`."""
     if offset is not None:
         record.setdefault("at", {})[event_id] = offset
-        b["offset"] = max(int(b.get("offset", -1)), offset)
+        _advance(b, offset)
+
+
+def _advance(b: Budget, offset: int) -> None:
+    """The tenant value now holds the event at `offset` (and every earlier one of its own)."""
+    b["offset"] = max(int(b.get("offset", -1)), offset)
 
 
 def period(window: Period, now_ms: int) -> tuple[str, datetime]:
@@ -116,7 +121,7 @@ def reserve(
         held = record.get("reserved")
         if admission.admitted and held and not _tenant_has(b, record, "reserve"):
             _hold(b, request_id, record["keys"], held[0], held[1], int(record.get("at_ms", now_ms)))
-            b["offset"] = max(int(b.get("offset", -1)), record["at"]["reserve"])
+            _advance(b, record["at"]["reserve"])
         return b, record, admission
     _release_stale(b, now_ms)
     record = {"admission": None, "keys": [], "settled": [], "at_ms": now_ms}
@@ -205,7 +210,7 @@ def charge(
     else:
         charged[charge_id] = [settle_id, tokens, cost_usd]
         _applied_at(b, record, charge_id, offset)
-    b["offset"] = max(int(b.get("offset", -1)), int(record.get("at", {}).get(charge_id, -1)))
+    _advance(b, int(record.get("at", {}).get(charge_id, -1)))
     keys = _keys_for(record, ceilings, tenant_id, user_id, now_ms, settle_id)
     opened = b["open"].get(request_id)
     if opened is not None:
@@ -254,7 +259,7 @@ def settle(
     if settle_id in record["settled"]:
         if _tenant_has(b, record, settle_id):
             return b, record, False  # a duplicate, or redelivered after both writes
-        b["offset"] = max(int(b.get("offset", -1)), record["at"][settle_id])  # its tenant write was lost
+        _advance(b, record["at"][settle_id])  # its tenant write was lost
     else:
         record["settled"].append(settle_id)
         _applied_at(b, record, settle_id, offset)

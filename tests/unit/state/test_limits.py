@@ -6,6 +6,7 @@ from streams.config.pipeline import load_config
 from streams.events.records import ContextMessage, Request, Response
 from streams.stages.routing.logic import identity_problem, route
 from streams.state import sessions as state
+from streams.state.store import is_stale
 
 
 def _req(**kw) -> Request:
@@ -75,8 +76,8 @@ def test_owner_epochs_fence_a_zombie_on_rebuild() -> None:
     taken = new_owner.stamp("s", _v(3), v2)  # the new owner's first write after takeover
     assert taken.epoch == 5
     zombie = old_owner.stamp("s", _v(99), v2)  # written by the old owner after it lost it
-    assert state.is_stale(taken, zombie) and not state.is_stale(v2, taken)
-    assert not state.is_stale(taken, None), "deletes always apply"
+    assert is_stale(state.dump(taken), state.dump(zombie)) and not is_stale(state.dump(v2), state.dump(taken))
+    assert not is_stale(state.dump(taken), None), "deletes always apply"
     new_owner.reassigned(6)
     assert new_owner.stamp("s", _v(4), taken).epoch == 6
 
@@ -91,7 +92,7 @@ def test_owner_epochs_do_not_tie_when_an_owner_in_between_never_wrote() -> None:
     c.reassigned(9)
     by_c = c.stamp("s", _v(2), by_a)
     late_b = b.stamp("s", _v(3), by_a)  # B wakes up and writes from its stale copy
-    assert state.is_stale(by_c, late_b)
+    assert is_stale(state.dump(by_c), state.dump(late_b))
 
 
 def test_owner_epochs_keep_rising_after_the_group_is_recreated() -> None:
@@ -100,7 +101,7 @@ def test_owner_epochs_keep_rising_after_the_group_is_recreated() -> None:
     owner.reassigned(1)
     stored = _v(1, epoch=40)
     fresh = owner.stamp("s", _v(2), stored)
-    assert fresh.epoch == 41 and not state.is_stale(stored, fresh)
+    assert fresh.epoch == 41 and not is_stale(state.dump(stored), state.dump(fresh))
 
 
 def test_queued_tasks_cannot_outgrow_the_session_cap() -> None:
