@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     config_file: Path | None = None
     data_dir: Path = REPO_ROOT / ".data"
     session_timeout_s: float = 6.0
+    # Keep a local copy of the sessions changelog under data_dir/state, so a restart replays
+    # only the changelog's tail (`streams.state.snapshot`); false: replay it all at every start.
+    local_state: bool = True
     # How long a request id is remembered as seen / answered (duplicates older than this are new).
     dedup_window_s: float = 24 * 3600.0
     # Demo tools keep their ledger (the "external system") here so a crash cannot hide a double charge.

@@ -17,6 +17,7 @@ from streams.kafka.app import app
 from streams.kafka.partitioning import partition_for
 from streams.state.model import Session
 from streams.state.sessions import dump, load
+from streams.state.snapshot import SnapshotStore
 from streams.state.store import digest_of, is_stale
 
 
@@ -32,9 +33,34 @@ class SessionKeyedTable(faust.Table[str, bytes]):
     def partition_for_key(self, key: Any) -> int:
         return partition_for(key, self.app.conf.topic_partitions)
 
+    def _new_store(self) -> Any:
+        """Memory, plus a local copy of the acknowledged changelog unless
+        `AGENTSTREAM_LOCAL_STATE=false` (`streams.state.snapshot`)."""
+        settings = self.app.agentstream_settings  # type: ignore[attr-defined]
+        if not settings.local_state:
+            return super()._new_store()
+        store = SnapshotStore(
+            "memory://", self.app, self, table_name=self.name, key_type=self.key_type,
+            key_serializer=self.key_serializer, value_serializer=self.value_serializer,
+            value_type=self.value_type, loop=self.loop, options=self.options,
+        )
+        store.partition_of = self.partition_for_key
+        store.root = settings.data_dir / "state"
+        return store
+
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
         """Rebuilds (and standby replicas) skip writes of an older owner epoch (a zombie's)."""
-        super().apply_changelog_batch(self._fresh(batch))
+        events = list(batch)
+        applied = list(self._fresh(events))
+        super().apply_changelog_batch(applied)
+        if isinstance(self.data, SnapshotStore):
+            self.data.copy_read(events, applied)
+
+    def _on_changelog_sent(self, fut: Any) -> None:
+        super()._on_changelog_sent(fut)
+        if isinstance(self.data, SnapshotStore):
+            res, msg = fut.result(), fut.message
+            self.data.copy_sent(res.topic_partition.partition, res.offset, msg.key, msg.value)
 
     def _fresh(self, batch: Iterable[Any]) -> Iterator[Any]:
         applied: dict[Any, Any] = {}
