@@ -12,9 +12,9 @@
 - restart: a namespace whose `sessions` changelog holds N sessions (100,000 by default; cloned
   from a real session value the pipeline wrote): a first worker start (a new machine: the whole
   changelog is read) until it answers, and its rebuild rate against a raw consume of the same
-  changelog topic; then that worker is SIGKILLed and started again (its local copy loaded, the
-  changelog's tail read): start until it answers, worker RSS, and throughput with those sessions
-  against an empty table.
+  changelog topic; then that worker is stopped (SIGTERM) and started again, and then SIGKILLed
+  and started again (its local copy loaded, the changelog's tail read): start until it answers;
+  worker RSS, and throughput with those sessions against an empty table.
 Every figure is one JSON line (`bench: scale`), with its target where the issue gives one.
 """
 
@@ -273,23 +273,29 @@ async def restart(tmp: Path, sessions: int, n: int) -> None:
              rebuild_s=round(rebuild_s, 1), records=raw, keys_rebuilt=int(m.group(1)) if m else None,
              target=0.5)
 
-        # The same worker SIGKILLed and started again on the same machine: its local copy of the
-        # changelog is loaded and only the tail is read.
-        await asyncio.sleep(2)  # the first answer's writes reach the copy
-        ns.workers[0].kill()
-        ns.workers.clear()
-        ready_s = await ns.start()
-        started = time.perf_counter()
-        [first_ms] = await timed_round(ns, one_per_session(1, TEXTS[0], "second"), None)
-        answered_s = ready_s + (time.perf_counter() - started)
-        log = ns.workers[0].log()
-        loaded = sum(int(n) for n in LOADED.findall(log))
-        m = REBUILT.search(log)
-        emit(metric="restart_until_answer_s", value=round(answered_s, 1), sessions=sessions,
-             ready_s=round(ready_s, 1), first_answer_ms=round(first_ms, 1), target_s=5,
-             loaded_from_local_copy=loaded, keys_after_rebuild=int(m.group(1)) if m else None,
-             rebuild_s=float(m.group(3)) if m else None,
-             store="memory + local copy of the changelog (streams/state/snapshot.py)")
+        # The same worker stopped and started again on the same machine (a deploy: SIGTERM, then
+        # SIGKILL as after a crash): its local copy of the changelog is loaded and only the tail
+        # is read. After a SIGKILL the group also waits for the dead member's session timeout.
+        for how in ("restart", "restart_after_sigkill"):
+            await asyncio.sleep(2)  # the last answer's writes reach the copy
+            if how == "restart":
+                ns.workers[0].stop()
+            else:
+                ns.workers[0].kill()
+            ns.workers.clear()
+            ready_s = await ns.start()
+            started = time.perf_counter()
+            [first_ms] = await timed_round(ns, one_per_session(1, TEXTS[0], how), None)
+            answered_s = ready_s + (time.perf_counter() - started)
+            log = ns.workers[0].log()
+            m = REBUILT.search(log)
+            emit(metric=f"{how}_until_answer_s", value=round(answered_s, 1), sessions=sessions,
+                 ready_s=round(ready_s, 1), first_answer_ms=round(first_ms, 1), target_s=5,
+                 loaded_from_local_copy=sum(int(n) for n in LOADED.findall(log)),
+                 keys_after_rebuild=int(m.group(1)) if m else None,
+                 rebuild_after_assignment_s=float(m.group(3)) if m else None,
+                 session_timeout_s=ns.settings.session_timeout_s,
+                 store="memory + local copy of the changelog (streams/state/snapshot.py)")
         rss = rss_mb(ns.workers[0])
         emit(metric="worker_rss_mb", value=round(rss), sessions=sessions, empty_rss_mb=round(empty_rss), target_mb=500)
         tput = await ns.throughput(n, 500)
