@@ -36,6 +36,10 @@ class AgentStreamApp(faust.App):
     async def on_first_start(self) -> None:
         # Topics first, with their partition counts: auto-created topics break co-partitioning.
         await ensure_topics(self.agentstream_settings)
+        for table in self.tables.values():  # local state copies checked against their changelog
+            prepare = getattr(table.data, "prepare", None)
+            if prepare is not None:
+                await prepare()
         _read_committed(self.consumer)
         # Faust creates its data directory without parents; ours may not exist yet.
         Path(self.conf.datadir).parent.mkdir(parents=True, exist_ok=True)

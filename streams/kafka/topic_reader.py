@@ -63,3 +63,16 @@ async def read_range(
         return out
     finally:
         await consumer.stop()
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The next offset of each partition of `topic` (read_uncommitted: every record written)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()

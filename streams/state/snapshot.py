@@ -11,10 +11,15 @@ Faust's own `rocksdict://` store writes the database first and the changelog aft
 between the two leaves a value the changelog never got (and the next owner never sees); it also
 takes each write's partition from the current event, which our background step writes lack.
 
-Offsets: the copy's offset advances over records read back from the changelog (recovery,
-standby) and over this worker's own acknowledged writes only while they follow each other with
-no gap. A gap means another writer (a zombie, or the next owner) wrote in between: the copy then
-keeps its older offset, and the next load replays from there.
+The copy is exactly what a replay from offset 0 gives through its offset, nothing more: records
+read back (recovery, standby) and this worker's own acknowledged writes are applied in offset
+order with the replay's own rule (a write of an older owner epoch than the value held is
+skipped), and an acknowledged write is taken only if it directly follows the copy's offset. A
+gap means another writer (a zombie, or the next owner) wrote in between: the copy keeps its
+offset, and the next load replays from there. A copy that cannot be trusted is forgotten, which
+costs a full replay of that partition and nothing else: one ahead of the changelog's end (the
+topic was recreated), one older than the changelog keeps deletions (`MAX_AGE_MS`), one whose
+disk write failed.
 
 Several workers on one machine each claim their own slot directory (an `flock`ed lock file), so
 a restarted worker takes over the copy of the one that died.
@@ -22,10 +27,12 @@ a restarted worker takes over the copy of the one that died.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -35,7 +42,12 @@ from rocksdict import Options, Rdict, WriteBatch
 
 log = logging.getLogger(__name__)
 
-_OFFSET_KEY = b"\x00agentstream:offset"  # sorts before every key (the changelog's keys, JSON strings)
+_META_KEY = b"\x00agentstream:offset"  # sorts before every key (the changelog's keys, JSON strings)
+# Compaction keeps a deletion (tombstone) for the topic's delete.retention.ms, 24 h by default: a
+# copy last written earlier than that could miss one and bring a deleted session back.
+MAX_AGE_MS = 12 * 3600 * 1000
+
+Stale = Callable[[bytes | None, bytes | None], bool]
 
 
 def _options() -> Options:
@@ -49,39 +61,46 @@ def _options() -> Options:
 
 
 class PartitionCopy:
-    """One changelog partition's acknowledged values and the offset they are complete through."""
+    """One changelog partition's values as a replay through `offset` leaves them."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = Rdict(str(path), options=_options())
-        raw = self._db.get(_OFFSET_KEY)
-        self.offset: int | None = int(raw) if raw is not None else None
+        self.offset: int | None = None
+        self.updated_ms = 0
+        raw = self._db.get(_META_KEY)
+        if raw is not None:
+            offset, updated = cast(bytes, raw).split()
+            self.offset, self.updated_ms = int(offset), int(updated)
 
-    def write(self, records: Iterable[tuple[bytes, bytes | None]], offset: int | None) -> None:
-        """Stores the records and, if given, the offset they complete, in one atomic batch."""
+    def get(self, key: bytes) -> bytes | None:
+        return cast("bytes | None", self._db.get(key))
+
+    def write(self, records: Iterable[tuple[bytes, bytes | None]], offset: int) -> None:
+        """Stores the records and the offset they complete, in one atomic batch."""
         batch = WriteBatch(raw_mode=True)
         for key, value in records:
             if value is None:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        if offset is not None:
-            batch.put(_OFFSET_KEY, str(offset).encode())
-            self.offset = offset
+        updated = int(time.time() * 1000)
+        batch.put(_META_KEY, f"{offset} {updated}".encode())
         self._db.write(batch)
+        self.offset, self.updated_ms = offset, updated
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         for key, value in self._db.items():
-            if key != _OFFSET_KEY:
+            if key != _META_KEY:
                 yield cast(bytes, key), cast(bytes, value)
 
-    def clear(self) -> None:
-        keys = list(self._db.keys())
+    def forget(self) -> None:
+        """Empties the copy: the partition's next load is a full replay."""
+        self.offset = None
         batch = WriteBatch(raw_mode=True)
-        for key in keys:
+        for key in list(self._db.keys()):
             batch.delete(key)
         self._db.write(batch)
-        self.offset = None
 
     def close(self) -> None:
         self._db.close()
@@ -105,74 +124,146 @@ def claim_slot(root: Path) -> tuple[Path, IO[str]]:
 
 
 class SnapshotStore(memory.Store[str, bytes]):
-    """Faust's memory store, plus a local copy of the acknowledged changelog per partition.
+    """Faust's memory store, plus a local copy of the changelog per partition.
 
     Keys are session ids (`str`), values the encoded session bytes, as in the memory store. The
-    table calls `copy_read` for records it read back and `copy_sent` for its acknowledged writes;
-    Faust's recovery asks `persisted_offset` where to start reading a partition it was assigned.
+    table sets `partition_of`, `root`, `stale` (the replay's rule) and `read_ends`; it calls
+    `copy_read` with the records it read back and `copy_sent` with its acknowledged writes.
+    Faust's recovery asks `persisted_offset` where to start reading an assigned partition.
     """
 
     partition_of: Callable[[str], int]
     root: Path
+    stale: Stale
+    read_ends: Callable[[str], Awaitable[dict[int, int]]]
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._copies: dict[int, PartitionCopy] = {}
-        self._current: set[int] = set()  # partitions whose memory values are complete
+        self._current: set[int] = set()  # active partitions whose memory values are complete
+        self._from_start: set[int] = set()  # partitions being replayed from their first record
+        self._broken: set[int] = set()
+        self._closed = False
         self._slot: Path | None = None
         self._lock: IO[str] | None = None
 
-    # -- the copy ------------------------------------------------------------------------------
+    # -- the copies ----------------------------------------------------------------------------
 
-    def _copy(self, partition: int) -> PartitionCopy:
+    def _topic(self) -> str:
+        return self.table.changelog_topic.get_topic_name()
+
+    def _copy(self, partition: int) -> PartitionCopy | None:
+        """The partition's copy, None once stopped or after a failure (then replays are full)."""
+        if self._closed or partition in self._broken:
+            return None
         copy = self._copies.get(partition)
         if copy is None:
-            if self._slot is None:
-                self._slot, self._lock = claim_slot(self.root)
-                log.info("local state copy in %s", self._slot)
-            topic = self.table.changelog_topic.get_topic_name()
-            copy = self._copies[partition] = PartitionCopy(self._slot / topic / f"p{partition}")
+            try:
+                if self._slot is None:
+                    self._slot, self._lock = claim_slot(self.root)
+                    log.info("local state copy in %s", self._slot)
+                copy = self._copies[partition] = PartitionCopy(self._slot / self._topic() / f"p{partition}")
+            except Exception:
+                self._fail(partition)
+                return None
         return copy
 
-    def copy_read(self, events: list[EventT[Any]], applied: list[EventT[Any]]) -> None:
-        """Records read back from the changelog: `applied` went into memory (the others were
-        stale writes of an older owner); the copy is complete through the last one read."""
-        last: dict[int, int] = {}
+    def _fail(self, partition: int) -> None:
+        log.exception("local state copy of partition %d failed: it replays the changelog from now on", partition)
+        self._broken.add(partition)
+        copy = self._copies.pop(partition, None)
+        if copy is not None:
+            with contextlib.suppress(Exception):
+                copy.forget()
+
+    async def prepare(self) -> None:
+        """At worker start: forget copies ahead of their changelog's end (a recreated topic),
+        which Faust's recovery would refuse (offset past the highwater) at every start."""
+        ends = await self.read_ends(self._topic())
+        for partition, end in ends.items():
+            copy = self._copy(partition)
+            if copy is not None and copy.offset is not None and copy.offset >= end:
+                log.warning("local copy of %s[%d] at offset %d, past the changelog's end %d: forgotten",
+                            self._topic(), partition, copy.offset, end)
+                copy.forget()
+
+    def copy_read(self, events: list[EventT[Any]]) -> None:
+        """Records read back from the changelog, in offset order per partition."""
+        by_partition: dict[int, list[EventT[Any]]] = {}
         for event in events:
-            p, offset = event.message.partition, event.message.offset
-            last[p] = max(offset, last.get(p, offset))
-        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {p: [] for p in last}
-        for event in applied:
-            value = None if event.message.value is None else cast(bytes, event.value)
-            by_partition[event.message.partition].append((cast(bytes, event.message.key), value))
-        for p, records in by_partition.items():
-            self._copy(p).write(records, last[p])
+            by_partition.setdefault(event.message.partition, []).append(event)
+        for partition, read in by_partition.items():
+            copy = self._copy(partition)
+            if copy is None:
+                continue
+            try:
+                self._apply_read(partition, copy, read)
+            except Exception:
+                self._fail(partition)
+
+    def _apply_read(self, partition: int, copy: PartitionCopy, read: list[EventT[Any]]) -> None:
+        if copy.offset is None and partition not in self._from_start:
+            return  # this read does not start at the first record: it cannot complete the copy
+        self._from_start.discard(partition)
+        last = -1 if copy.offset is None else copy.offset
+        held: dict[bytes, bytes | None] = {}
+        records: list[tuple[bytes, bytes | None]] = []
+        for event in read:
+            message = event.message
+            if message.offset <= last:
+                continue
+            last = message.offset
+            key, value = cast(bytes, message.key), message.value
+            if self.stale(held[key] if key in held else copy.get(key), value):
+                continue
+            held[key] = value
+            records.append((key, value))
+        if last != copy.offset:
+            copy.write(records, last)
 
     def copy_sent(self, partition: int, offset: int, key: str | bytes, value: bytes | None) -> None:
-        """One of our writes, acknowledged at `offset`: stored; the offset advances only if no
-        other writer's record can lie between it and the copy's offset."""
+        """One of our writes, acknowledged at `offset`: taken only if it directly follows the copy."""
         copy = self._copy(partition)
-        contiguous = copy.offset is not None and offset == copy.offset + 1
-        raw = key if isinstance(key, bytes) else self._encode_key(key)
-        copy.write([(raw, value)], offset if contiguous else None)
+        if copy is None or copy.offset is None or offset != copy.offset + 1:
+            return  # a gap (or no copy yet): the next load replays this record from the changelog
+        try:
+            raw = key if isinstance(key, bytes) else self._encode_key(key)
+            copy.write([] if self.stale(copy.get(raw), value) else [(raw, value)], offset)
+        except Exception:
+            self._fail(partition)
 
     # -- what Faust's recovery asks ------------------------------------------------------------
 
     def persisted_offset(self, tp: TP) -> int | None:
-        """Where recovery may start: the copy's offset, once memory holds what the copy holds."""
-        try:
-            copy = self._copy(tp.partition)
-        except Exception:  # an unreadable copy costs a full replay, never the worker
-            log.exception("local state copy of %s unreadable: replaying the changelog", tp)
+        """Where recovery starts reading `tp`: the copy's offset, once memory holds the copy."""
+        partition = tp.partition
+        self._from_start.discard(partition)
+        standby = tp in self.app.assignor.assigned_standbys()
+        copy = self._copy(partition)
+        if copy is not None and copy.offset is not None and time.time() * 1000 - copy.updated_ms > MAX_AGE_MS:
+            log.info("local copy of %s is older than the changelog keeps deletions: replaying", tp)
+            copy.forget()
+        if copy is None or copy.offset is None:
+            recovery = cast(Any, self.app.tables).recovery
+            if tp not in recovery.active_offsets and tp not in recovery.standby_offsets:
+                # Faust reads it from its first record: memory and the copy start empty.
+                self._from_start.add(partition)
+                if not standby and partition not in self._current:
+                    self._drop({partition})
             return None
-        if tp.partition not in self._current:
-            self._load(tp.partition, copy)
+        if not standby and partition not in self._current:
+            try:
+                self._load(partition, copy)
+            except Exception:
+                self._fail(partition)
+                self._drop({partition})
+                self._from_start.add(partition)
+                return None
         return copy.offset
 
     def _load(self, partition: int, copy: PartitionCopy) -> None:
-        # Values of this partition left from an earlier assignment may be stale: the copy (and the
-        # replay after it) replaces them all.
-        self._drop(partition)
+        # Values left from an earlier assignment may be stale: the copy and the tail replace them.
+        self._drop({partition})
         loaded = 0
         for key, value in copy.items():
             # The changelog's keys are JSON strings; one without escapes is its bytes in quotes.
@@ -182,34 +273,34 @@ class SnapshotStore(memory.Store[str, bytes]):
             self._key_partition[sid] = partition
             loaded += 1
         self._current.add(partition)
-        if loaded:
-            log.info("loaded %d sessions of partition %d from the local copy (offset %s)", loaded, partition, copy.offset)
+        log.info("loaded %d sessions of partition %d from the local copy (offset %s)", loaded, partition, copy.offset)
+
+    def _drop(self, partitions: set[int]) -> None:
+        """Memory values of these partitions: replayed ones are indexed by partition, our own
+        writes are not (their partition is computed)."""
+        index = self._key_partition
+        doomed = [k for k in self.data if (index[k] if k in index else self.partition_of(k)) in partitions]
+        for key in doomed:
+            self.data.pop(key, None)
+            index.pop(key, None)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
-        await super().on_recovery_completed(active_tps, standby_tps)  # drops non-active values
+        await super().on_recovery_completed(active_tps, standby_tps)  # drops replayed non-active values
         actives = {tp.partition for tp in active_tps}
+        if lost := self._current - actives:
+            self._drop(lost)  # our own writes there too
         recovery = cast(Any, self.app.tables).recovery
         for tp in active_tps:
-            if recovery.active_highwaters.get(tp) != -1:
-                continue
-            copy = self._copy(tp.partition)  # an empty changelog partition: so is its copy
-            if copy.offset != -1:
-                if copy.offset is not None:
-                    log.warning("changelog %s is empty but its local copy was at offset %s: cleared", tp, copy.offset)
-                    self._drop(tp.partition)
-                copy.clear()
-                copy.write([], -1)
+            copy = self._copy(tp.partition)
+            if copy is not None and copy.offset is None and recovery.active_highwaters.get(tp) == -1:
+                copy.forget()
+                copy.write([], -1)  # an empty changelog partition: the empty copy is complete
         self._current = actives
 
-    def _drop(self, partition: int) -> None:
-        for key in [k for k in self.data if self.partition_of(k) == partition]:
-            self.data.pop(key, None)
-            self._key_partition.pop(key, None)
-
     async def on_stop(self) -> None:
+        self._closed = True
         for copy in self._copies.values():
             copy.close()
         self._copies.clear()
         if self._lock is not None:
             self._lock.close()
-

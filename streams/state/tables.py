@@ -8,6 +8,7 @@ Reading a session decodes a fresh value the caller may change at will.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import faust
 
 from streams.kafka.app import app
 from streams.kafka.partitioning import partition_for
+from streams.kafka.topic_reader import end_offsets
 from streams.state.model import Session
 from streams.state.sessions import dump, load
 from streams.state.snapshot import SnapshotStore
@@ -46,15 +48,16 @@ class SessionKeyedTable(faust.Table[str, bytes]):
         )
         store.partition_of = self.partition_for_key
         store.root = settings.data_dir / "state"
+        store.stale = is_stale
+        store.read_ends = functools.partial(end_offsets, settings.kafka_bootstrap_servers)
         return store
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
         """Rebuilds (and standby replicas) skip writes of an older owner epoch (a zombie's)."""
         events = list(batch)
-        applied = list(self._fresh(events))
-        super().apply_changelog_batch(applied)
+        super().apply_changelog_batch(self._fresh(events))
         if isinstance(self.data, SnapshotStore):
-            self.data.copy_read(events, applied)
+            self.data.copy_read(events)
 
     def _on_changelog_sent(self, fut: Any) -> None:
         super()._on_changelog_sent(fut)

@@ -1,90 +1,135 @@
-"""The local copy of the sessions changelog: what reaches it, its offset, and what a load restores."""
+"""The local copy of the sessions changelog: it is what a replay from offset 0 gives through its
+offset, whatever order reads and acknowledged writes arrive in, and a load restores exactly it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import faust
+import pytest
 
 from streams.kafka.partitioning import partition_for
+from streams.state import snapshot
+from streams.state.sessions import dump, new_session
 from streams.state.snapshot import PartitionCopy, SnapshotStore, claim_slot
+from streams.state.store import is_stale
 
 PARTITIONS = 4
+TOPIC = "t-sessions-changelog"
 
 
-def _store(root: Path) -> SnapshotStore:
-    app = faust.App("snapshot-test", broker="kafka://127.0.0.1:1")
-    table = SimpleNamespace(changelog_topic=SimpleNamespace(get_topic_name=lambda: "t-sessions-changelog"))
+def _store(root: Path, ends: dict[int, int] | None = None) -> SnapshotStore:
+    app = faust.App(f"snapshot-test-{root.name}", broker="kafka://127.0.0.1:1")
+    table = SimpleNamespace(changelog_topic=SimpleNamespace(get_topic_name=lambda: TOPIC))
     store = SnapshotStore(
         "memory://", app, table, table_name="sessions",  # type: ignore[arg-type]
         key_type=str, key_serializer="json", value_serializer="raw", value_type=bytes,
     )
     store.partition_of = lambda key: partition_for(key, PARTITIONS)
     store.root = root
+    store.stale = is_stale
+
+    async def read_ends(topic: str) -> dict[int, int]:
+        return dict(ends or {})
+
+    store.read_ends = read_ends
     return store
 
 
 def _sid(partition: int, n: int) -> str:
     """The n-th session id that falls on `partition`."""
-    found = [f"s{i}" for i in range(1000) if partition_for(f"s{i}", PARTITIONS) == partition]
-    return found[n]
+    return [f"s{i}" for i in range(1000) if partition_for(f"s{i}", PARTITIONS) == partition][n]
+
+
+def _value(sid: str, epoch: int, text: str = "") -> bytes:
+    s = new_session(sid, "u", "t")
+    s.epoch = epoch
+    s.user_id = text or "u"
+    return dump(s)
+
+
+def _key(sid: str) -> bytes:
+    return json.dumps(sid).encode()
 
 
 def _event(partition: int, offset: int, sid: str, value: bytes | None) -> Any:
-    message = SimpleNamespace(partition=partition, offset=offset, key=json.dumps(sid).encode(), value=value)
+    message = SimpleNamespace(partition=partition, offset=offset, key=_key(sid), value=value)
     return SimpleNamespace(message=message, key=sid, value=value)
 
 
 def _tp(partition: int) -> Any:
-    return SimpleNamespace(topic="t-sessions-changelog", partition=partition)
+    return faust.types.TP(TOPIC, partition)
 
 
-def test_own_writes_advance_the_offset_only_while_no_other_writer_can_lie_between(tmp_path: Path) -> None:
+def _start_from_zero(store: SnapshotStore, partition: int) -> None:
+    """As recovery does for a partition with no copy: ask, then read from the first record."""
+    assert store.persisted_offset(_tp(partition)) is None
+
+
+def test_a_full_replay_is_copied_and_own_writes_extend_it_only_without_a_gap(tmp_path: Path) -> None:
     store = _store(tmp_path)
     a, b, c = (_sid(1, n) for n in range(3))
-    store.copy_read([_event(1, 0, a, b"a0")], [_event(1, 0, a, b"a0")])
-    store.copy_sent(1, 1, json.dumps(b).encode(), b"b1")
-    store.copy_sent(1, 2, b, b"b2")  # an unserialized key is encoded as the changelog's are
-    assert store._copy(1).offset == 2
-    store.copy_sent(1, 5, c, b"c5")  # offsets 3 and 4 were somebody else's
-    assert store._copy(1).offset == 2
-    assert dict(store._copy(1).items())[json.dumps(c).encode()] == b"c5"  # kept; replayed anyway
+    _start_from_zero(store, 1)
+    store.copy_read([_event(1, 0, a, _value(a, 1))])
+    store.copy_sent(1, 1, _key(b), _value(b, 1))
+    store.copy_sent(1, 2, b, _value(b, 1, "again"))  # an unserialized key is encoded as the changelog's
+    copy = store._copies[1]
+    assert copy.offset == 2
+    store.copy_sent(1, 5, c, _value(c, 1))  # offsets 3 and 4 were somebody else's
+    assert copy.offset == 2
+    assert copy.get(_key(c)) is None  # left to the next load's replay of the tail
+    assert copy.get(_key(b)) == _value(b, 1, "again")
 
 
-def test_a_partition_never_read_gets_no_offset_from_own_writes(tmp_path: Path) -> None:
+def test_a_read_that_does_not_start_at_the_first_record_never_makes_a_copy(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    store.copy_sent(2, 7, _sid(2, 0), b"x")
-    assert store._copy(2).offset is None  # what lies before offset 7 is unknown: a full replay
+    a = _sid(2, 0)
+    store.copy_read([_event(2, 40, a, _value(a, 1))])  # e.g. Faust resumed from an offset it kept
+    store.copy_sent(2, 41, a, _value(a, 1))
+    assert store._copies[2].offset is None
 
 
-def test_reading_back_skips_stale_values_but_completes_the_offset(tmp_path: Path) -> None:
+def test_older_epoch_writes_are_skipped_as_a_full_replay_skips_them(tmp_path: Path) -> None:
     store = _store(tmp_path)
     a, b = _sid(0, 0), _sid(0, 1)
-    read = [_event(0, 10, a, b"new"), _event(0, 11, b, b"zombie"), _event(0, 12, a, None)]
-    store.copy_read(read, [read[0], read[2]])
-    copy = store._copy(0)
-    assert copy.offset == 12
-    assert dict(copy.items()) == {}  # a written then deleted; b's stale write never applied
+    _start_from_zero(store, 0)
+    store.copy_read([
+        _event(0, 0, a, _value(a, 3)),
+        _event(0, 1, a, _value(a, 2, "zombie")),  # an older owner's late write
+        _event(0, 2, b, _value(b, 3)),
+        _event(0, 3, b, None),
+    ])
+    copy = store._copies[0]
+    assert copy.offset == 3
+    assert dict(copy.items()) == {_key(a): _value(a, 3)}
+    # The zombie was this worker: its own late write is acknowledged right after, and skipped too.
+    store.copy_sent(0, 4, a, _value(a, 2, "mine, late"))
+    assert copy.offset == 4 and copy.get(_key(a)) == _value(a, 3)
+    # Records at or below the copy's offset (read again after a seek) change nothing.
+    store.copy_read([_event(0, 2, b, _value(b, 3)), _event(0, 5, b, _value(b, 4))])
+    assert copy.offset == 5 and copy.get(_key(b)) == _value(b, 4)
 
 
-def test_a_restart_loads_the_copy_replacing_what_memory_held_for_that_partition(tmp_path: Path) -> None:
+def test_a_restart_loads_the_copy_and_drops_what_memory_held_for_that_partition(tmp_path: Path) -> None:
     first = _store(tmp_path)
     kept, gone = _sid(3, 0), _sid(3, 1)
-    first.copy_read([_event(3, 0, kept, b"v0"), _event(3, 1, gone, b"g")], [_event(3, 0, kept, b"v0"), _event(3, 1, gone, b"g")])
+    _start_from_zero(first, 3)
+    first.copy_read([_event(3, 0, kept, _value(kept, 1)), _event(3, 1, gone, _value(gone, 1))])
     first.copy_sent(3, 2, gone, None)
-    first.copy_sent(3, 3, kept, b"v3")
-    first._copies[3].close()
-    first._lock.close()  # type: ignore[union-attr]  # the worker died: its slot is free
+    first.copy_sent(3, 3, kept, _value(kept, 1, "v3"))
+    asyncio.run(first.on_stop())  # the worker died: its slot is free
 
     second = _store(tmp_path)
     other = _sid(1, 0)
     second.data[gone] = b"left over from an earlier assignment"
     second.data[other] = b"another partition's value"
     assert second.persisted_offset(_tp(3)) == 3
-    assert second.data[kept] == b"v3"
+    assert second.data[kept] == _value(kept, 1, "v3")
     assert gone not in second.data
     assert second.data[other] == b"another partition's value"
     second.data[kept] = b"written since"
@@ -92,15 +137,54 @@ def test_a_restart_loads_the_copy_replacing_what_memory_held_for_that_partition(
     assert second.data[kept] == b"written since"
 
 
+def test_a_copy_past_the_changelogs_end_is_forgotten_at_start(tmp_path: Path) -> None:
+    first = _store(tmp_path)
+    a = _sid(0, 0)
+    _start_from_zero(first, 0)
+    first.copy_read([_event(0, n, a, _value(a, 1)) for n in range(10)])
+    asyncio.run(first.on_stop())
+    second = _store(tmp_path, ends={0: 3})  # the topic was deleted and created again
+    asyncio.run(second.prepare())
+    assert second.persisted_offset(_tp(0)) is None
+    assert a not in second.data
+
+
+def test_a_copy_older_than_the_changelog_keeps_deletions_is_not_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _store(tmp_path)
+    a = _sid(0, 0)
+    _start_from_zero(store, 0)
+    store.copy_read([_event(0, 0, a, _value(a, 1))])
+    later = time.time() + snapshot.MAX_AGE_MS / 1000 + 60
+    monkeypatch.setattr(snapshot.time, "time", lambda: later)
+    store._current.clear()
+    assert store.persisted_offset(_tp(0)) is None
+
+
+def test_a_failing_copy_turns_into_full_replays_not_a_crash(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    a = _sid(0, 0)
+    _start_from_zero(store, 0)
+
+    def broken(*_: Any) -> None:
+        raise OSError("disk full")
+
+    store._copies[0].write = broken  # type: ignore[method-assign]
+    store.copy_read([_event(0, 0, a, _value(a, 1))])
+    store.copy_sent(0, 1, a, _value(a, 1))
+    assert store.persisted_offset(_tp(0)) is None
+
+
 def test_the_copy_survives_reopening(tmp_path: Path) -> None:
     copy = PartitionCopy(tmp_path / "p0")
     copy.write([(b'"a"', b"1"), (b'"b"', b"2")], 41)
-    copy.write([(b'"b"', None)], None)
+    copy.write([(b'"b"', None)], 42)
     copy.close()
     again = PartitionCopy(tmp_path / "p0")
-    assert again.offset == 41
+    assert again.offset == 42
     assert dict(again.items()) == {b'"a"': b"1"}
-    again.clear()
+    again.forget()
     assert again.offset is None and dict(again.items()) == {}
 
 
@@ -113,4 +197,3 @@ def test_each_live_process_claims_its_own_slot(tmp_path: Path) -> None:
     assert third == first
     for handle in (lock2, lock3):
         handle.close()
-
