@@ -40,7 +40,7 @@ class AgentStreamApp(faust.App):
             prepare = getattr(table.data, "prepare", None)
             if prepare is not None:
                 await prepare()
-        _read_committed(self.consumer)
+        _tune_consumer(self.consumer)
         # Faust creates its data directory without parents; ours may not exist yet.
         Path(self.conf.datadir).parent.mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
@@ -51,21 +51,31 @@ class AgentStreamApp(faust.App):
         self.commit_guard.install(self.consumer)
 
 
-def _read_committed(consumer: Any) -> None:
-    """The worker reads committed data only. Faust reads uncommitted unless its own exactly-once
-    mode is on, so the monitor would count the answers of a responder transaction that was
-    aborted (a responder killed mid-transaction) and then again as its successor sends them.
-    Only the responder writes in transactions, so no other input changes. aiokafka builds its
-    fetcher from this setting in `start()`, after the consumer is created."""
+# Faust hard-codes 1.5 s. A fetch parked on the broker holds up every later request on its
+# connection (a broker answers one connection's requests in order), and Faust's recovery makes
+# three such requests in a row (end offsets, start offsets, the seek): 4.5 s of every worker
+# start and every rebalance. New records still end a parked fetch at once.
+FETCH_MAX_WAIT_MS = 100
+
+
+def _tune_consumer(consumer: Any) -> None:
+    """The worker's consumer reads committed data only, and does not park fetches for long.
+
+    Faust reads uncommitted unless its own exactly-once mode is on, so the monitor would count the
+    answers of a responder transaction that was aborted (a responder killed mid-transaction) and
+    then again as its successor sends them. Only the responder writes in transactions, so no
+    other input changes. aiokafka builds its fetcher from these in `start()`, after the consumer
+    is created."""
     thread = consumer._thread
     create = thread._create_worker_consumer
 
-    def create_read_committed(transport: Any) -> Any:
+    def create_tuned(transport: Any) -> Any:
         kafka_consumer = create(transport)
         kafka_consumer._isolation_level = "read_committed"
+        kafka_consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return kafka_consumer
 
-    thread._create_worker_consumer = create_read_committed
+    thread._create_worker_consumer = create_tuned
 
 
 class _CountingEvent(asyncio.Event):

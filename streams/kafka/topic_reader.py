@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 
@@ -74,5 +76,33 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         ends = await consumer.end_offsets(tps) if tps else {}
         return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def partition_records(
+    bootstrap: str, topic: str, partition: int, start: int | None
+) -> AsyncIterator[tuple[int, list[tuple[int, bytes, bytes | None]]]]:
+    """(end, records) batches of one partition from `start` (None: its first record) up to its
+    end offset when called; the first batch may be empty. Records are (offset, key, value)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False,
+        max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20,
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        if start is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, start)
+        yield end, []
+        while await consumer.position(tp) < end:
+            got = await consumer.getmany(tp, timeout_ms=1000, max_records=20_000)
+            records = [(r.offset, r.key, r.value) for r in got.get(tp, ()) if r.offset < end]
+            if records:
+                yield end, records
     finally:
         await consumer.stop()

@@ -27,12 +27,13 @@ a restarted worker takes over the copy of the one that died.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -48,6 +49,9 @@ _META_KEY = b"\x00agentstream:offset"  # sorts before every key (the changelog's
 MAX_AGE_MS = 12 * 3600 * 1000
 
 Stale = Callable[[bytes | None, bytes | None], bool]
+Record = tuple[int, bytes, "bytes | None"]  # offset, key, value
+# A catch-up read that takes longer is given up: Faust's own (slower) replay does it instead.
+CATCH_UP_TIMEOUT_S = 300.0
 
 
 def _options() -> Options:
@@ -136,6 +140,7 @@ class SnapshotStore(memory.Store[str, bytes]):
     root: Path
     stale: Stale
     read_ends: Callable[[str], Awaitable[dict[int, int]]]
+    read_partition: Callable[[str, int, int | None], AsyncIterator[tuple[int, list[Record]]]]
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -231,6 +236,62 @@ class SnapshotStore(memory.Store[str, bytes]):
             copy.write([] if self.stale(copy.get(raw), value) else [(raw, value)], offset)
         except Exception:
             self._fail(partition)
+
+    # -- catching up before Faust's recovery -----------------------------------------------------
+
+    async def on_rebalance(
+        self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
+    ) -> None:
+        """Runs before Faust's recovery: each newly active partition is brought up to the
+        changelog's end here, by a plain consumer (Faust's recovery path handled ~4,000
+        records/s where a plain consumer reads ~40,000), so recovery finds nothing left to read."""
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        topic = self._topic()
+        recovery = cast(Any, self.app.tables).recovery
+        for tp in sorted(self.app.assignor.assigned_actives()):
+            if tp.topic != topic or tp.partition in self._current or tp in recovery.active_offsets:
+                continue  # memory is complete already, or Faust resumes a read it kept
+            copy = self._copy(tp.partition)
+            if copy is None:
+                continue
+            try:
+                await asyncio.wait_for(self._catch_up(tp.partition, copy), CATCH_UP_TIMEOUT_S)
+            except Exception:
+                self._fail(tp.partition)
+                self._current.discard(tp.partition)
+                self._drop({tp.partition})
+
+    async def _catch_up(self, partition: int, copy: PartitionCopy) -> None:
+        if copy.offset is not None and time.time() * 1000 - copy.updated_ms > MAX_AGE_MS:
+            log.info("local copy of partition %d is older than the changelog keeps deletions: re-read", partition)
+            copy.forget()
+        self._load(partition, copy)
+        started, read = time.monotonic(), 0
+        start = None if copy.offset is None else copy.offset + 1
+        index = self._key_partition
+        end: int | None = None
+        async for batch_end, records in self.read_partition(self._topic(), partition, start):
+            end = batch_end
+            kept: list[tuple[bytes, bytes | None]] = []
+            for _, key, value in records:
+                plain = key[:1] == b'"' and key[-1:] == b'"' and b"\\" not in key
+                sid = key[1:-1].decode() if plain else cast(str, self._decode_key(key))
+                if self.stale(self.data.get(sid), value):  # memory holds the copy's values here
+                    continue
+                kept.append((key, value))
+                if value is None:
+                    self.data.pop(sid, None)
+                    index.pop(sid, None)
+                else:
+                    self.data[sid] = value
+                    index[sid] = partition
+            read += len(records)
+            if records:
+                copy.write(kept, records[-1][0])
+        if end is not None and copy.offset != end - 1:
+            copy.write([], end - 1)  # every record before `end` was read (compaction leaves gaps)
+        log.info("caught up partition %d from the changelog: %d records in %.2fs (offset %s)",
+                 partition, read, time.monotonic() - started, copy.offset)
 
     # -- what Faust's recovery asks ------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import faust
 
 from streams.kafka.app import app
 from streams.kafka.partitioning import partition_for
-from streams.kafka.topic_reader import end_offsets
+from streams.kafka.topic_reader import end_offsets, partition_records
 from streams.state.model import Session
 from streams.state.sessions import dump, load
 from streams.state.snapshot import SnapshotStore
@@ -50,6 +50,7 @@ class SessionKeyedTable(faust.Table[str, bytes]):
         store.root = settings.data_dir / "state"
         store.stale = is_stale
         store.read_ends = functools.partial(end_offsets, settings.kafka_bootstrap_servers)
+        store.read_partition = functools.partial(partition_records, settings.kafka_bootstrap_servers)
         return store
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:

@@ -1,4 +1,5 @@
-"""What the app sets up around Faust: a consumer that reads committed data only, and the
+"""What the app sets up around Faust: a consumer that reads committed data only (and parks
+fetches briefly), and the
 partitions this worker owns read off the current assignment."""
 
 from __future__ import annotations
@@ -6,7 +7,7 @@ from __future__ import annotations
 from faust.assignor.client_assignment import ClientAssignment
 
 from streams.config.settings import get_settings
-from streams.kafka.app import _read_committed, active_partitions, create_app
+from streams.kafka.app import FETCH_MAX_WAIT_MS, _tune_consumer, active_partitions, create_app
 
 
 async def test_the_worker_consumer_is_created_read_committed() -> None:
@@ -16,9 +17,11 @@ async def test_the_worker_consumer_is_created_read_committed() -> None:
     thread = app.consumer._thread
     before = thread._create_worker_consumer(app.consumer.transport)
     assert before._isolation_level == "read_uncommitted", "Faust's own default outside exactly-once"
-    _read_committed(app.consumer)
+    assert before._fetch_max_wait_ms == 1500, "Faust's own, which delays each recovery step"
+    _tune_consumer(app.consumer)
     after = thread._create_worker_consumer(app.consumer.transport)
     assert after._isolation_level == "read_committed"
+    assert after._fetch_max_wait_ms == FETCH_MAX_WAIT_MS
     assert after._group_id == before._group_id == app.conf.id, "otherwise the consumer Faust would build"
 
 

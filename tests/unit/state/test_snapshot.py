@@ -197,3 +197,44 @@ def test_each_live_process_claims_its_own_slot(tmp_path: Path) -> None:
     assert third == first
     for handle in (lock2, lock3):
         handle.close()
+
+
+def test_catching_up_reads_the_tail_into_memory_and_the_copy_with_the_replays_rule(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    a, b, c = (_sid(2, n) for n in range(3))
+    _start_from_zero(store, 2)
+    store.copy_read([_event(2, n, a, _value(a, 5)) for n in range(4)])  # copy through offset 3
+    asked: list[tuple[int, int | None]] = []
+
+    async def read_partition(topic: str, partition: int, start: int | None) -> Any:
+        asked.append((partition, start))
+        yield 8, []
+        yield 8, [(4, _key(b), _value(b, 5)), (5, _key(a), _value(a, 4, "zombie"))]
+        yield 8, [(6, _key(c), _value(c, 5))]  # offset 7 was compacted away
+
+    store.read_partition = read_partition
+    asyncio.run(store._catch_up(2, store._copies[2]))
+    assert asked == [(2, 4)], "only the tail after the copy is read"
+    copy = store._copies[2]
+    assert copy.offset == 7, "complete through the end: the missing offset was compacted away"
+    assert dict(copy.items()) == {_key(a): _value(a, 5), _key(b): _value(b, 5), _key(c): _value(c, 5)}
+    assert {k: store.data[k] for k in (a, b, c)} == {a: _value(a, 5), b: _value(b, 5), c: _value(c, 5)}
+    assert store.persisted_offset(_tp(2)) == 7, "recovery starts at the end: nothing left to read"
+
+
+def test_catching_up_without_a_copy_reads_from_the_first_record(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    a = _sid(0, 0)
+    store.data[a] = b"left over"
+
+    async def read_partition(topic: str, partition: int, start: int | None) -> Any:
+        assert start is None
+        yield 3, []
+        yield 3, [(1, _key(a), _value(a, 1)), (2, _key(a), None)]
+
+    store.read_partition = read_partition
+    copy = store._copy(0)
+    assert copy is not None
+    asyncio.run(store._catch_up(0, copy))
+    assert copy.offset == 2 and dict(copy.items()) == {}
+    assert a not in store.data
