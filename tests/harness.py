@@ -52,8 +52,12 @@ class Pipeline:
     async def create_topics(self) -> None:
         await ensure_topics(self.settings)
 
-    def start_worker(self) -> WorkerProcess:
-        worker = WorkerProcess.spawn(self.env(), self.tmp / f"worker-{len(self.workers)}.log")
+    def start_worker(self, new_machine: bool = False) -> WorkerProcess:
+        """`new_machine`: a data dir of its own, so no local state copy to start from."""
+        env = self.env()
+        if new_machine:
+            env["AGENTSTREAM_DATA_DIR"] = str(self.tmp / f"machine-{len(self.workers)}")
+        worker = WorkerProcess.spawn(env, self.tmp / f"worker-{len(self.workers)}.log")
         self.workers.append(worker)
         return worker
 

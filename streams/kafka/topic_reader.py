@@ -95,9 +95,9 @@ async def partition_records(
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
         if start is None:
-            await consumer.seek_to_beginning(tp)
-        else:
-            consumer.seek(tp, start)
+            # An explicit seek: after `seek_to_beginning` aiokafka's `position()` answered the end.
+            start = (await consumer.beginning_offsets([tp]))[tp]
+        consumer.seek(tp, start)
         yield end, []
         while await consumer.position(tp) < end:
             got = await consumer.getmany(tp, timeout_ms=1000, max_records=20_000)

@@ -184,10 +184,16 @@ async def test_a_zombie_write_in_the_changelog_is_skipped_on_rebuild(pipeline: P
         )
     finally:
         await producer.stop()
-    second = pipeline.start_worker()
+    second = pipeline.start_worker()  # its local copy, then the changelog's tail
     keys, rebuilt_digest, _ = await wait_rebuilt(pipeline, second)
     assert keys == len(sessions)
     assert rebuilt_digest == expected_digest, "the zombie's write was applied"
+    assert "caught up partition" in second.log()
+    second.stop()
+    third = pipeline.start_worker(new_machine=True)  # no local copy: the whole changelog is read
+    keys, rebuilt_digest, _ = await wait_rebuilt(pipeline, third)
+    assert keys == len(sessions)
+    assert rebuilt_digest == expected_digest, "the zombie's write was applied on a new machine"
 
 
 async def test_input_offsets_are_committed_to_the_end_once_everything_is_answered(pipeline: Pipeline) -> None:
