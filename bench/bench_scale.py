@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -48,6 +49,17 @@ from streams.kafka.topics import REQUESTS, RESPONSES, ensure_topics
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 LOADED = re.compile(r"loaded (\d+) sessions of partition \d+ from the local copy")
+STAMP = r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]"
+
+
+def between(log: str, first: str, last: str) -> float | None:
+    """Seconds from the first log line matching `first` to the first after it matching `last`."""
+    a = re.search(STAMP + ".*" + first, log, re.M)
+    b = re.search(STAMP + ".*" + last, log[a.end():] if a else "", re.M)
+    if not (a and b):
+        return None
+    fmt = "%Y-%m-%d %H:%M:%S,%f"
+    return (datetime.strptime(b[1], fmt) - datetime.strptime(a[1], fmt)).total_seconds()
 
 
 def emit(**fields: object) -> None:
@@ -267,7 +279,9 @@ async def restart(tmp: Path, sessions: int, n: int) -> None:
         emit(metric="new_machine_start_until_answer_s", value=round(answered_s, 1), sessions=sessions,
              ready_s=round(ready_s, 1), first_answer_ms=round(first_ms, 1))
         m = REBUILT.search(log)
-        rebuild_s = float(m.group(3)) if m else ready_s  # from assignment (when the changelog read starts)
+        # From joining the group (the partitions' changelog read starts right after) until
+        # Faust's recovery is done: the local copy's catch-up read and Faust's own tail read.
+        rebuild_s = between(log, rf"Joined group '{ns.settings.app_id}'", r"Recovery\]: Worker ready") or ready_s
         emit(metric="rebuild_over_raw_consume", value=round(raw_s / rebuild_s, 3),
              raw_consume_records_per_s=round(raw / raw_s), rebuild_records_per_s=round(raw / rebuild_s),
              rebuild_s=round(rebuild_s, 1), records=raw, keys_rebuilt=int(m.group(1)) if m else None,
@@ -293,7 +307,7 @@ async def restart(tmp: Path, sessions: int, n: int) -> None:
                  ready_s=round(ready_s, 1), first_answer_ms=round(first_ms, 1), target_s=5,
                  loaded_from_local_copy=sum(int(n) for n in LOADED.findall(log)),
                  keys_after_rebuild=int(m.group(1)) if m else None,
-                 rebuild_after_assignment_s=float(m.group(3)) if m else None,
+                 rebuild_s=between(log, rf"Joined group '{ns.settings.app_id}'", r"Recovery\]: Worker ready"),
                  session_timeout_s=ns.settings.session_timeout_s,
                  store="memory + local copy of the changelog (streams/state/snapshot.py)")
         rss = rss_mb(ns.workers[0])

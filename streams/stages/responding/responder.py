@@ -129,6 +129,7 @@ class Responder:
             bootstrap_servers=self.cfg.bootstrap,
             enable_auto_commit=False,
             isolation_level="read_committed",
+            fetch_max_wait_ms=20,  # a read to a known end: aiokafka's 500 ms was paid per partition
         )
         await reader.start()
         try:
@@ -296,19 +297,21 @@ class _Listener(ConsumerRebalanceListener):
         started = time.monotonic()
         async with self.r._lock:
             self.r._assigned |= set(assigned)
-            for tp in assigned:
-                if tp.partition not in self.r._owned:
-                    try:
-                        await self.r._take(tp.partition)
-                    except Exception as exc:  # broker away: the first batch read retakes it
-                        log.warning(
-                            "responder: cannot take partition %d yet (%r)", tp.partition, exc
-                        )
+            # Each partition's fencing and read-back is its own: all at once, not one after another
+            # (in a row they held the first answers of a starting worker for ~1 s).
+            taking = [tp.partition for tp in assigned if tp.partition not in self.r._owned]
+            await asyncio.gather(*(self._take(p) for p in taking))
         log.info(
             "responder: took partitions %s in %.2fs",
             sorted(tp.partition for tp in assigned),
             time.monotonic() - started,
         )
+
+    async def _take(self, partition: int) -> None:
+        try:
+            await self.r._take(partition)
+        except Exception as exc:  # broker away: the first batch read retakes it
+            log.warning("responder: cannot take partition %d yet (%r)", partition, exc)
 
 
 async def _quietly(aw: Awaitable[object]) -> None:
