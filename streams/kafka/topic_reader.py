@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -82,13 +82,14 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 async def partition_records(
     bootstrap: str, topic: str, partition: int, start: int | None
-) -> AsyncIterator[tuple[int, list[tuple[int, bytes, bytes | None]]]]:
+) -> AsyncGenerator[tuple[int, list[tuple[int, bytes, bytes | None]]], None]:
     """(end, records) batches of one partition from `start` (None: its first record) up to its
     end offset when called; the first batch may be empty. Records are (offset, key, value)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False,
         max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20,
         fetch_max_wait_ms=20,  # aiokafka's 500 ms was paid once per partition read
+        auto_offset_reset="none",  # a start the log no longer has is an error, not a jump to the end
     )
     await consumer.start()
     try:

@@ -33,7 +33,7 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -50,8 +50,10 @@ MAX_AGE_MS = 12 * 3600 * 1000
 
 Stale = Callable[[bytes | None, bytes | None], bool]
 Record = tuple[int, bytes, "bytes | None"]  # offset, key, value
-# A catch-up read that takes longer is given up: Faust's own (slower) replay does it instead.
-CATCH_UP_TIMEOUT_S = 300.0
+
+
+class _CopyFailed(Exception):
+    """A copy write failed during a catch-up (the partition is then replayed by Faust)."""
 
 
 def _options() -> Options:
@@ -147,7 +149,8 @@ class SnapshotStore(memory.Store[str, bytes]):
     root: Path
     stale: Stale
     read_ends: Callable[[str], Awaitable[dict[int, int]]]
-    read_partition: Callable[[str, int, int | None], AsyncIterator[tuple[int, list[Record]]]]
+    read_partition: Callable[[str, int, int | None], AsyncGenerator[tuple[int, list[Record]], None]]
+    catch_up_s: float = 3.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -249,24 +252,31 @@ class SnapshotStore(memory.Store[str, bytes]):
     async def on_rebalance(
         self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
     ) -> None:
-        """Runs before Faust's recovery: each newly active partition is brought up to the
+        """Runs before Faust's recovery: each newly active partition is brought towards the
         changelog's end here, by a plain consumer (Faust's recovery path handled ~4,000
-        records/s where a plain consumer reads ~40,000), so recovery finds nothing left to read."""
+        records/s where a plain consumer reads ~40,000), so recovery finds little or nothing left.
+
+        aiokafka sends no heartbeat while this runs, so it gets half the group's session timeout
+        (`catch_up_s`) for all partitions together; whatever is left then, Faust's recovery reads
+        (memory and the copy agree through the copy's offset at every point it can stop)."""
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         topic = self._topic()
         recovery = cast(Any, self.app.tables).recovery
+        todo: list[tuple[int, PartitionCopy]] = []
         for tp in sorted(self.app.assignor.assigned_actives()):
             if tp.topic != topic or tp.partition in self._current or tp in recovery.active_offsets:
                 continue  # memory is complete already, or Faust resumes a read it kept
             copy = self._copy(tp.partition)
-            if copy is None:
-                continue
-            try:
-                await asyncio.wait_for(self._catch_up(tp.partition, copy), CATCH_UP_TIMEOUT_S)
-            except Exception:
-                self._fail(tp.partition)
-                self._current.discard(tp.partition)
-                self._drop({tp.partition})
+            if copy is not None:
+                todo.append((tp.partition, copy))
+        if not todo:
+            return
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(asyncio.gather(*(self._catch_up(p, c) for p, c in todo)), self.catch_up_s)
+        except TimeoutError:
+            log.info("catch-up stopped after %.1fs (heartbeats wait for it): Faust's recovery reads the rest",
+                     time.monotonic() - started)
 
     async def _catch_up(self, partition: int, copy: PartitionCopy) -> None:
         if copy.offset is not None and time.time() * 1000 - copy.updated_ms > MAX_AGE_MS:
@@ -275,30 +285,54 @@ class SnapshotStore(memory.Store[str, bytes]):
         self._load(partition, copy)
         started, read = time.monotonic(), 0
         start = None if copy.offset is None else copy.offset + 1
-        index = self._key_partition
         end: int | None = None
-        async for batch_end, records in self.read_partition(self._topic(), partition, start):
-            end = batch_end
-            kept: list[tuple[bytes, bytes | None]] = []
-            for _, key, value in records:
-                plain = key[:1] == b'"' and key[-1:] == b'"' and b"\\" not in key
-                sid = key[1:-1].decode() if plain else cast(str, self._decode_key(key))
-                if self.stale(self.data.get(sid), value):  # memory holds the copy's values here
-                    continue
-                kept.append((key, value))
-                if value is None:
-                    self.data.pop(sid, None)
-                    index.pop(sid, None)
-                else:
-                    self.data[sid] = value
-                    index[sid] = partition
-            read += len(records)
-            if records:
-                copy.write(kept, records[-1][0])
-        if end is not None and copy.offset != end - 1:
-            copy.write([], end - 1)  # every record before `end` was read (compaction leaves gaps)
+        try:
+            async with contextlib.aclosing(self.read_partition(self._topic(), partition, start)) as batches:
+                async for batch_end, records in batches:
+                    end = batch_end
+                    held: dict[bytes, bytes | None] = {}
+                    kept: list[tuple[bytes, bytes | None]] = []
+                    for _, key, value in records:
+                        if self.stale(held[key] if key in held else copy.get(key), value):
+                            continue
+                        held[key] = value
+                        kept.append((key, value))
+                    if records:
+                        self._write_caught_up(partition, copy, kept, records[-1][0])
+                    read += len(records)
+            if end is not None and copy.offset != end - 1:
+                self._write_caught_up(partition, copy, [], end - 1)  # every offset below `end` was read
+        except asyncio.CancelledError:
+            raise
+        except _CopyFailed:
+            return  # logged; the partition is replayed by Faust
+        except Exception:  # the broker, say: Faust's recovery reads on from the copy's offset
+            log.warning("catch-up of partition %d stopped at offset %s", partition, copy.offset, exc_info=True)
         log.info("caught up partition %d from the changelog: %d records in %.2fs (offset %s)",
                  partition, read, time.monotonic() - started, copy.offset)
+
+    def _write_caught_up(
+        self, partition: int, copy: PartitionCopy, records: list[tuple[bytes, bytes | None]], offset: int
+    ) -> None:
+        """The copy first, then memory: they agree through the copy's offset whenever this can
+        be interrupted. A copy that cannot be written is given up, with memory: full replay."""
+        try:
+            copy.write(records, offset)
+        except Exception:
+            self._fail(partition)
+            self._current.discard(partition)
+            self._drop({partition})
+            raise _CopyFailed from None
+        index = self._key_partition
+        for key, value in records:
+            plain = key[:1] == b'"' and key[-1:] == b'"' and b"\\" not in key
+            sid = key[1:-1].decode() if plain else cast(str, self._decode_key(key))
+            if value is None:
+                self.data.pop(sid, None)
+                index.pop(sid, None)
+            else:
+                self.data[sid] = value
+                index[sid] = partition
 
     # -- what Faust's recovery asks ------------------------------------------------------------
 
@@ -353,11 +387,13 @@ class SnapshotStore(memory.Store[str, bytes]):
             index.pop(key, None)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        recovery = cast(Any, self.app.tables).recovery
+        if self.app.consumer_generation_id != recovery._generation_id:
+            return  # a superseded recovery (Faust calls this before its own generation check)
         await super().on_recovery_completed(active_tps, standby_tps)  # drops replayed non-active values
         actives = {tp.partition for tp in active_tps}
         if lost := self._current - actives:
             self._drop(lost)  # our own writes there too
-        recovery = cast(Any, self.app.tables).recovery
         for tp in active_tps:
             copy = self._copy(tp.partition)
             if copy is not None and copy.offset is None and recovery.active_highwaters.get(tp) == -1:

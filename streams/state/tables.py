@@ -51,6 +51,7 @@ class SessionKeyedTable(faust.Table[str, bytes]):
         store.stale = is_stale
         store.read_ends = functools.partial(end_offsets, settings.kafka_bootstrap_servers)
         store.read_partition = functools.partial(partition_records, settings.kafka_bootstrap_servers)
+        store.catch_up_s = settings.session_timeout_s / 2  # no heartbeats while it runs
         return store
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:

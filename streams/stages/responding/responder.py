@@ -299,19 +299,19 @@ class _Listener(ConsumerRebalanceListener):
             self.r._assigned |= set(assigned)
             # Each partition's fencing and read-back is its own: all at once, not one after another
             # (in a row they held the first answers of a starting worker for ~1 s).
-            taking = [tp.partition for tp in assigned if tp.partition not in self.r._owned]
-            await asyncio.gather(*(self._take(p) for p in taking))
+            await asyncio.gather(*(self._take(tp) for tp in assigned if tp.partition not in self.r._owned))
         log.info(
             "responder: took partitions %s in %.2fs",
             sorted(tp.partition for tp in assigned),
             time.monotonic() - started,
         )
 
-    async def _take(self, partition: int) -> None:
+    async def _take(self, tp: TopicPartition) -> None:
         try:
-            await self.r._take(partition)
-        except Exception as exc:  # broker away: the first batch read retakes it
-            log.warning("responder: cannot take partition %d yet (%r)", partition, exc)
+            await self.r._take(tp.partition)
+        except Exception as exc:  # broker away: the loop takes it again (and rewinds) before its batches
+            log.warning("responder: cannot take partition %d yet (%r)", tp.partition, exc)
+            self.r._unheld.add(tp)
 
 
 async def _quietly(aw: Awaitable[object]) -> None:

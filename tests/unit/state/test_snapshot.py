@@ -238,3 +238,34 @@ def test_catching_up_without_a_copy_reads_from_the_first_record(tmp_path: Path) 
     asyncio.run(store._catch_up(0, copy))
     assert copy.offset == 2 and dict(copy.items()) == {}
     assert a not in store.data
+
+
+def test_a_catch_up_out_of_time_leaves_memory_and_copy_agreeing_for_faust_to_finish(tmp_path: Path) -> None:
+    from faust.assignor.client_assignment import ClientAssignment
+
+    store = _store(tmp_path)
+    store.catch_up_s = 0.3
+    store.app.assignor._assignment = ClientAssignment(actives={TOPIC: [1]}, standbys={})  # type: ignore[attr-defined]
+    a, b = _sid(1, 0), _sid(1, 1)
+
+    async def read_partition(topic: str, partition: int, start: int | None) -> Any:
+        yield 100, []
+        yield 100, [(0, _key(a), _value(a, 1))]
+        await asyncio.sleep(5)  # a slow broker: the budget runs out here
+        yield 100, [(1, _key(b), _value(b, 1))]
+
+    store.read_partition = read_partition
+    asyncio.run(store.on_rebalance(set(), set(), set()))
+    assert store._copies[1].offset == 0 and store.data.get(a) == _value(a, 1) and b not in store.data
+    assert store.persisted_offset(_tp(1)) == 0, "Faust's recovery reads on from there"
+
+
+def test_a_superseded_recovery_does_not_drop_what_a_catch_up_loaded(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    a = _sid(3, 0)
+    store.data[a] = _value(a, 1)
+    store._current.add(3)
+    store.app.consumer_generation_id = 7  # type: ignore[attr-defined]
+    store.app.tables.recovery._generation_id = 6  # type: ignore[attr-defined]
+    asyncio.run(store.on_recovery_completed(set(), set()))
+    assert a in store.data and store._current == {3}
