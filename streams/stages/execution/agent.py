@@ -239,6 +239,12 @@ async def resume_unfinished() -> None:
         log.info("resumed %d session(s) with unfinished tasks", started)
 
 
+@sessions.on_recover
+async def _rescan_recovered() -> None:
+    """Recovered values never went through `runner.write`: the next tick scans for queued tasks."""
+    runner.rescan = True
+
+
 @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types receivers without named kwargs
 async def _note_assignment(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
     _assigned_at.append(time.monotonic())
