@@ -12,7 +12,8 @@ Where things live (a request's path, top to bottom):
   `reviewing` (human decisions) and `monitoring` (windowed metrics, rollback); `compose`
   registers them all on the app.
 - `state/`: `model` (session, task, step and hold types), `sessions` (their transitions and
-  encoding), `store` (scans over encoded sessions), `tables` (the Faust table).
+  encoding), `store` (scans over encoded sessions), `tables` (the Faust table), `snapshot`
+  (the table's local copy of its changelog).
 - `config/`: `settings` (environment), `pipeline` (the versioned config file), `services`
   (provider, tracer, tool ledger, redactor: one `Services` per app, `app.services`, each
   piece built on first use).
