@@ -119,6 +119,13 @@ class PartitionCopy:
         self._db.close()
 
 
+def _forget_if_old(copy: PartitionCopy, partition: int) -> None:
+    """A copy last written before the changelog's oldest kept deletion may miss one."""
+    if copy.offset is not None and time.time() * 1000 - copy.updated_ms > MAX_AGE_MS:
+        log.info("local copy of partition %d is older than the changelog keeps deletions: re-read", partition)
+        copy.forget()
+
+
 def claim_slot(root: Path) -> tuple[Path, IO[str]]:
     """The first `root/slot-N` no live process holds; the returned lock file must stay open."""
     root.mkdir(parents=True, exist_ok=True)
@@ -221,20 +228,22 @@ class SnapshotStore(memory.Store[str, bytes]):
             return  # this read does not start at the first record: it cannot complete the copy
         self._from_start.discard(partition)
         last = -1 if copy.offset is None else copy.offset
+        unread = [e.message for e in read if e.message.offset > last]
+        if unread:
+            copy.write(self._applied(copy, [(cast(bytes, m.key), m.value) for m in unread]), unread[-1].offset)
+
+    def _applied(
+        self, copy: PartitionCopy, records: list[tuple[bytes, bytes | None]]
+    ) -> list[tuple[bytes, bytes | None]]:
+        """The records, in offset order, that a replay applies over the copy: a write of an older
+        owner epoch than the value held (the copy's, or an earlier record's) is skipped."""
         held: dict[bytes, bytes | None] = {}
-        records: list[tuple[bytes, bytes | None]] = []
-        for event in read:
-            message = event.message
-            if message.offset <= last:
-                continue
-            last = message.offset
-            key, value = cast(bytes, message.key), message.value
-            if self.stale(held[key] if key in held else copy.get(key), value):
-                continue
-            held[key] = value
-            records.append((key, value))
-        if last != copy.offset:
-            copy.write(records, last)
+        kept: list[tuple[bytes, bytes | None]] = []
+        for key, value in records:
+            if not self.stale(held[key] if key in held else copy.get(key), value):
+                held[key] = value
+                kept.append((key, value))
+        return kept
 
     def copy_sent(self, partition: int, offset: int, key: str | bytes, value: bytes | None) -> None:
         """One of our writes, acknowledged at `offset`: taken only if it directly follows the copy."""
@@ -279,9 +288,7 @@ class SnapshotStore(memory.Store[str, bytes]):
                      time.monotonic() - started)
 
     async def _catch_up(self, partition: int, copy: PartitionCopy) -> None:
-        if copy.offset is not None and time.time() * 1000 - copy.updated_ms > MAX_AGE_MS:
-            log.info("local copy of partition %d is older than the changelog keeps deletions: re-read", partition)
-            copy.forget()
+        _forget_if_old(copy, partition)
         self._load(partition, copy)
         started, read = time.monotonic(), 0
         start = None if copy.offset is None else copy.offset + 1
@@ -290,14 +297,8 @@ class SnapshotStore(memory.Store[str, bytes]):
             async with contextlib.aclosing(self.read_partition(self._topic(), partition, start)) as batches:
                 async for batch_end, records in batches:
                     end = batch_end
-                    held: dict[bytes, bytes | None] = {}
-                    kept: list[tuple[bytes, bytes | None]] = []
-                    for _, key, value in records:
-                        if self.stale(held[key] if key in held else copy.get(key), value):
-                            continue
-                        held[key] = value
-                        kept.append((key, value))
                     if records:
+                        kept = self._applied(copy, [(key, value) for _, key, value in records])
                         self._write_caught_up(partition, copy, kept, records[-1][0])
                     read += len(records)
             if end is not None and copy.offset != end - 1:
@@ -325,8 +326,7 @@ class SnapshotStore(memory.Store[str, bytes]):
             raise _CopyFailed from None
         index = self._key_partition
         for key, value in records:
-            plain = key[:1] == b'"' and key[-1:] == b'"' and b"\\" not in key
-            sid = key[1:-1].decode() if plain else cast(str, self._decode_key(key))
+            sid = self._sid_of(key)
             if value is None:
                 self.data.pop(sid, None)
                 index.pop(sid, None)
@@ -342,9 +342,8 @@ class SnapshotStore(memory.Store[str, bytes]):
         self._from_start.discard(partition)
         standby = tp in self.app.assignor.assigned_standbys()
         copy = self._copy(partition)
-        if copy is not None and copy.offset is not None and time.time() * 1000 - copy.updated_ms > MAX_AGE_MS:
-            log.info("local copy of %s is older than the changelog keeps deletions: replaying", tp)
-            copy.forget()
+        if copy is not None:
+            _forget_if_old(copy, partition)
         if copy is None or copy.offset is None:
             recovery = cast(Any, self.app.tables).recovery
             if tp not in recovery.active_offsets and tp not in recovery.standby_offsets:
@@ -368,14 +367,18 @@ class SnapshotStore(memory.Store[str, bytes]):
         self._drop({partition})
         loaded = 0
         for key, value in copy.items():
-            # The changelog's keys are JSON strings; one without escapes is its bytes in quotes.
-            plain = key[:1] == b'"' and key[-1:] == b'"' and b"\\" not in key
-            sid = key[1:-1].decode() if plain else cast(str, self._decode_key(key))
+            sid = self._sid_of(key)
             self.data[sid] = value
             self._key_partition[sid] = partition
             loaded += 1
         self._current.add(partition)
         log.info("loaded %d sessions of partition %d from the local copy (offset %s)", loaded, partition, copy.offset)
+
+    def _sid_of(self, key: bytes) -> str:
+        """The changelog's keys are JSON strings; one without escapes is its bytes in quotes."""
+        if key[:1] == b'"' and key[-1:] == b'"' and b"\\" not in key:
+            return key[1:-1].decode()
+        return cast(str, self._decode_key(key))
 
     def _drop(self, partitions: set[int]) -> None:
         """Memory values of these partitions: replayed ones are indexed by partition, our own
