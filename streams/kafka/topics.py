@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -57,18 +60,53 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return specs
 
 
+# How long a created topic may take to appear, with a leader per partition, in the cluster metadata.
+TOPICS_VISIBLE_TIMEOUT_S = 30.0
+
+
 async def ensure_topics(settings: Settings) -> list[str]:
-    """Creates missing topics; returns the names it created. Safe to call from every process."""
+    """Creates missing topics and waits until all are served; returns the names it created.
+
+    Safe to call from every process. The wait matters: a worker that subscribes before a new
+    topic is in the metadata joins its group holding none of that topic's partitions.
+    """
+    specs = topic_specs(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [s for s in topic_specs(settings) if s.name not in existing]
+        missing = [s for s in specs if s.name not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [NewTopic(s.name, s.partitions, settings.replication_factor, topic_configs=s.config) for s in missing]
                 )
+        await wait_until_served(admin, specs, TOPICS_VISIBLE_TIMEOUT_S)
         return [s.name for s in missing]
     finally:
         await admin.close()
+
+
+def unserved(described: list[dict[str, Any]], specs: list[TopicSpec]) -> list[str]:
+    """Topics of `specs` not yet in the metadata with every partition led by a broker."""
+    by_name = {t["topic"]: t for t in described}
+    waiting = []
+    for spec in specs:
+        topic = by_name.get(spec.name)
+        partitions = topic["partitions"] if topic and topic["error_code"] == 0 else []
+        led = [p for p in partitions if p["error_code"] == 0 and p["leader"] >= 0]
+        if len(led) < spec.partitions:
+            waiting.append(spec.name)
+    return waiting
+
+
+async def wait_until_served(admin: AIOKafkaAdminClient, specs: list[TopicSpec], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    waiting = [s.name for s in specs]
+    while True:
+        waiting = unserved(await admin.describe_topics(waiting), [s for s in specs if s.name in waiting])
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics not served by the cluster after {timeout_s:.0f} s: {', '.join(waiting)}")
+        await asyncio.sleep(0.1)
