@@ -158,6 +158,10 @@ class SnapshotStore(memory.Store[str, bytes]):
     read_ends: Callable[[str], Awaitable[dict[int, int]]]
     read_partition: Callable[[str, int, int | None], AsyncGenerator[tuple[int, list[Record]], None]]
     catch_up_s: float = 3.0
+    # Starts the member's heartbeats during the assignment callback; True when it could.
+    keep_member_alive: Callable[[], bool] = staticmethod(lambda: False)
+    # The catch-up's budget with heartbeats running (a million records take ~25-30 s here).
+    catch_up_alive_s: float = 120.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -265,9 +269,11 @@ class SnapshotStore(memory.Store[str, bytes]):
         changelog's end here, by a plain consumer (Faust's recovery path handled ~4,000
         records/s where a plain consumer reads ~40,000), so recovery finds little or nothing left.
 
-        aiokafka sends no heartbeat while this runs, so it gets half the group's session timeout
-        (`catch_up_s`) for all partitions together; whatever is left then, Faust's recovery reads
-        (memory and the copy agree through the copy's offset at every point it can stop)."""
+        aiokafka sends no heartbeat while this runs unless `keep_member_alive` starts them
+        (`streams.kafka.heartbeats`): then it gets `catch_up_alive_s`, else half the group's
+        session timeout (`catch_up_s`), for all partitions together; whatever is left then,
+        Faust's recovery reads (memory and the copy agree through the copy's offset at every
+        point it can stop)."""
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         topic = self._topic()
         recovery = cast(Any, self.app.tables).recovery
@@ -281,8 +287,9 @@ class SnapshotStore(memory.Store[str, bytes]):
         if not todo:
             return
         started = time.monotonic()
+        budget = self.catch_up_alive_s if self.keep_member_alive() else self.catch_up_s
         try:
-            await asyncio.wait_for(asyncio.gather(*(self._catch_up(p, c) for p, c in todo)), self.catch_up_s)
+            await asyncio.wait_for(asyncio.gather(*(self._catch_up(p, c) for p, c in todo)), budget)
         except TimeoutError:
             log.info("catch-up stopped after %.1fs (heartbeats wait for it): Faust's recovery reads the rest",
                      time.monotonic() - started)

@@ -15,6 +15,7 @@ from typing import Any
 import faust
 
 from streams.kafka.app import app
+from streams.kafka.heartbeats import start_heartbeats_now
 from streams.kafka.partitioning import partition_for
 from streams.kafka.topic_reader import end_offsets, partition_records
 from streams.state.model import Session
@@ -51,7 +52,8 @@ class SessionKeyedTable(faust.Table[str, bytes]):
         store.stale = is_stale
         store.read_ends = functools.partial(end_offsets, settings.kafka_bootstrap_servers)
         store.read_partition = functools.partial(partition_records, settings.kafka_bootstrap_servers)
-        store.catch_up_s = settings.session_timeout_s / 2  # no heartbeats while it runs
+        store.catch_up_s = settings.session_timeout_s / 2  # if heartbeats cannot run meanwhile
+        store.keep_member_alive = lambda: start_heartbeats_now(self.app.consumer)
         return store
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
