@@ -18,15 +18,11 @@ from streams.kafka.envelope import log
 @app.service
 class SpanPump(mode.Service):
     async def _drain(self) -> int:
-        # Spans are encoded bytes already and need no Faust channel machinery (callbacks,
-        # futures per message): they go straight to the producer, a few per request.
         q = app.services.span_queue
-        topic = stream_topics.traces.get_topic_name()
         sent = 0
         while not q.empty():
             key, value = q.get_nowait()
-            delivered = await app.producer.send(topic, key, value, None, None, None)
-            delivered.add_done_callback(_log_failure)  # type: ignore[attr-defined]
+            await stream_topics.traces.send(key=key, value=value)
             sent += 1
         return sent
 
@@ -46,8 +42,3 @@ class SpanPump(mode.Service):
             await app.producer.flush()
         except Exception as exc:  # stopping anyway; say what was lost
             log.warning("spans not published at shutdown: %r", exc)
-
-
-def _log_failure(delivered: asyncio.Future[object]) -> None:
-    if not delivered.cancelled() and delivered.exception() is not None:
-        log.warning("span not published: %r", delivered.exception())
