@@ -7,7 +7,9 @@ process too), each hop decoding the Avro request and encoding it again, same pay
 partition count. Pipeline: one worker, simulator at 0 ms (every millisecond is ours), tracing on
 and off. Both are fed by an independent load client in this process: a plain aiokafka producer
 writing Avro-encoded requests, and a `read_committed` consumer on the responses topic.
-Prints one JSON line per figure, then the ratios; `bench/README.md` keeps the latest table.
+The same three hops as Faust agents (`bench_faust_hops.py`) show what Faust's own per-event
+path allows. Prints one JSON line per figure, then the ratios; `bench/README.md` keeps the
+latest table.
 """
 
 from __future__ import annotations
@@ -201,11 +203,17 @@ async def main(n: int, sessions: int, scale: bool) -> None:
     meta = {"requests": n, "sessions": sessions, "partitions": partitions}
     hops = await raw_hops(bootstrap, partitions, n, sessions)
     emit(metric="raw_three_hops_records_per_s", value=round(hops, 1), **meta)
+    # Where the limit lies: the same three hops as Faust agents (bench_faust_hops.py).
+    from bench.bench_faust_hops import faust_hops
+
+    faust = await faust_hops(bootstrap, partitions, n, sessions, table=False)
+    emit(metric="faust_three_hops_records_per_s", value=round(faust, 1), over_raw_hops=round(faust / hops, 3), **meta)
     on = await pipeline(bootstrap, True, n, sessions, tmp)
     emit(metric="pipeline_req_per_s_tracing_on", value=round(on, 1), **meta)
     off = await pipeline(bootstrap, False, n, sessions, tmp)
     emit(metric="pipeline_req_per_s_tracing_off", value=round(off, 1), **meta)
     emit(metric="pipeline_over_raw_hops", value=round(on / hops, 4), target=0.25)
+    emit(metric="pipeline_over_faust_hops", value=round(on / faust, 4))
     emit(metric="tracing_on_over_off", value=round(on / off, 3), target=0.90)
     if scale:
         from bench import bench_scale  # fan-out, latency, 1 vs 2 workers, restart and memory
