@@ -20,23 +20,6 @@ if TYPE_CHECKING:
     from streams.config.services import Services
 
 
-class DirectProducerTopic(faust.Topic):
-    """Every topic of the app, changelogs included: publishes without a trip through the loop.
-
-    Faust fetches the producer for each message through `App.maybe_start_producer`, wrapped
-    in mode's `stampede`, which yields to the event loop two or three times per call. Table
-    writes are drained from Faust's buffer one message at a time, so under load they drained
-    at the loop's pace (2.6 ms a message measured), the buffer passed its 100 messages, and
-    Faust paused every stream until it ebbed (36 s of a 57 s run). Once the producer runs,
-    this returns it directly."""
-
-    async def _get_producer(self) -> Any:
-        producer = self.app.producer
-        if producer.started and not self.app.in_transaction:
-            return producer
-        return await super()._get_producer()
-
-
 class AgentStreamApp(faust.App):
     """faust.App that knows its settings and creates its topics before it starts."""
 
@@ -176,15 +159,10 @@ def create_app(settings: Settings) -> AgentStreamApp:
         broker_rebalance_timeout=max(10.0, settings.session_timeout_s * 3),
         broker_commit_interval=1.0,
         producer_linger_ms=5,
-        # aiokafka keeps one open batch per partition and makes a send to a full one wait until
-        # the sender took it; Faust's 16 kB default held ~6 session values, so table writes
-        # queued behind it (1,671 waits in 10,000 writes measured) and Faust paused the streams.
-        producer_max_batch_size=256 * 1024,  # within the broker's 1 MB message.max.bytes
         web_enabled=False,
         web_bind="127.0.0.1",  # only if a worker is started `--with-web`
         datadir=str(settings.data_dir / "worker"),
         stream_wait_empty=False,
-        Topic=DirectProducerTopic,
         key_serializer="raw",
         value_serializer="raw",
     )

@@ -7,13 +7,7 @@ from __future__ import annotations
 from faust.assignor.client_assignment import ClientAssignment
 
 from streams.config.settings import get_settings
-from streams.kafka.app import (
-    FETCH_MAX_WAIT_MS,
-    DirectProducerTopic,
-    _tune_consumer,
-    active_partitions,
-    create_app,
-)
+from streams.kafka.app import FETCH_MAX_WAIT_MS, _tune_consumer, active_partitions, create_app
 
 
 async def test_the_worker_consumer_is_created_read_committed() -> None:
@@ -39,20 +33,3 @@ def test_active_partitions_follow_the_assignment_as_it_is_replaced() -> None:
     assert {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == "t"} == {1, 3}
     app.assignor._assignment = ClientAssignment(actives={"u": [0]}, standbys={})
     assert list(active_partitions(app, "t")) == []
-
-
-def test_topics_publish_through_a_running_producer_without_yielding_to_the_loop() -> None:
-    """Faust's own path yields two or three times per message (mode's `stampede`), which made
-    table writes drain at the loop's pace and Faust pause the streams."""
-    app = create_app(get_settings())
-    changelog = app.topic("t-changelog")
-    assert isinstance(changelog, DirectProducerTopic), "every topic of the app, changelogs too"
-    assert app.conf.producer_max_batch_size >= 64 * 1024, "a full batch makes every later send wait"
-    app.producer._started.set()  # as after the worker started it
-    step = changelog._get_producer()
-    try:
-        step.send(None)
-    except StopIteration as done:
-        assert done.value is app.producer
-    else:
-        raise AssertionError("it yielded to the event loop")
