@@ -407,7 +407,17 @@ async def replay(
 
 
 def main() -> None:
+    _choose_event_loop()
     app.main()
+
+
+def _choose_event_loop() -> None:
+    """uvloop's socket and scheduling paths are in C: the worker is one event loop, bound by CPU
+    (see bench/README.md for what it changed). Set before Faust creates its loop."""
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,8 @@ class Settings(BaseSettings):
     # Keep a local copy of the sessions changelog under data_dir/state, so a restart replays
     # only the changelog's tail (`streams.state.snapshot`); false: replay it all at every start.
     local_state: bool = True
+    # The event loop of every `agentstream` process: uvloop (libuv) unless "asyncio".
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # How long a request id is remembered as seen / answered (duplicates older than this are new).
     dedup_window_s: float = 24 * 3600.0
     # Demo tools keep their ledger (the "external system") here so a crash cannot hide a double charge.
