@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     # Keep a local copy of the sessions changelog under data_dir/state, so a restart replays
     # only the changelog's tail (`streams.state.snapshot`); false: replay it all at every start.
     local_state: bool = True
-    # The event loop of every `agentstream` process: uvloop (libuv) unless "asyncio".
+    # The worker's event loop: uvloop (libuv) unless "asyncio".
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # How long a request id is remembered as seen / answered (duplicates older than this are new).
     dedup_window_s: float = 24 * 3600.0
