@@ -143,6 +143,24 @@ def claim_slot(root: Path) -> tuple[Path, IO[str]]:
     raise RuntimeError(f"no free state slot under {root}")
 
 
+async def _read_while(reading: asyncio.Future[Any], budget_s: float, still_member: Callable[[], bool]) -> str | None:
+    """Waits for `reading` while the budget lasts and the member needs no rejoin; otherwise
+    cancels it (memory and copy agree wherever it stops) and says why."""
+    deadline = time.monotonic() + budget_s
+    while not reading.done():
+        left = deadline - time.monotonic()
+        if left > 0 and still_member():
+            await asyncio.wait({reading}, timeout=min(0.25, left))
+            continue
+        why = "the group is rebalancing again" if left > 0 else "its time budget ran out"
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        return why
+    reading.result()
+    return None
+
+
 class SnapshotStore(memory.Store[str, bytes]):
     """Faust's memory store, plus a local copy of the changelog per partition.
 
@@ -158,8 +176,9 @@ class SnapshotStore(memory.Store[str, bytes]):
     read_ends: Callable[[str], Awaitable[dict[int, int]]]
     read_partition: Callable[[str, int, int | None], AsyncGenerator[tuple[int, list[Record]], None]]
     catch_up_s: float = 3.0
-    # Starts the member's heartbeats during the assignment callback; True when it could.
-    keep_member_alive: Callable[[], bool] = staticmethod(lambda: False)
+    # Starts the member's heartbeats during the assignment callback (of the given generation);
+    # returns a probe that is True while no other rebalance is pending, or None if it could not.
+    keep_member_alive: Callable[[int], Callable[[], bool] | None] = staticmethod(lambda generation: None)
     # The catch-up's budget with heartbeats running (a million records take ~25-30 s here).
     catch_up_alive_s: float = 120.0
 
@@ -270,10 +289,11 @@ class SnapshotStore(memory.Store[str, bytes]):
         records/s where a plain consumer reads ~40,000), so recovery finds little or nothing left.
 
         aiokafka sends no heartbeat while this runs unless `keep_member_alive` starts them
-        (`streams.kafka.heartbeats`): then it gets `catch_up_alive_s`, else half the group's
-        session timeout (`catch_up_s`), for all partitions together; whatever is left then,
-        Faust's recovery reads (memory and the copy agree through the copy's offset at every
-        point it can stop)."""
+        (`streams.kafka.heartbeats`): then it gets `catch_up_alive_s` and stops as soon as the
+        group starts another rebalance (the other members wait for this one meanwhile), else
+        half the group's session timeout (`catch_up_s`), for all partitions together; whatever
+        is left then, Faust's recovery reads (memory and the copy agree through the copy's
+        offset at every point it can stop)."""
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         topic = self._topic()
         recovery = cast(Any, self.app.tables).recovery
@@ -287,12 +307,13 @@ class SnapshotStore(memory.Store[str, bytes]):
         if not todo:
             return
         started = time.monotonic()
-        budget = self.catch_up_alive_s if self.keep_member_alive() else self.catch_up_s
-        try:
-            await asyncio.wait_for(asyncio.gather(*(self._catch_up(p, c) for p, c in todo)), budget)
-        except TimeoutError:
-            log.info("catch-up stopped after %.1fs (heartbeats wait for it): Faust's recovery reads the rest",
-                     time.monotonic() - started)
+        still_member = self.keep_member_alive(generation_id)
+        budget = self.catch_up_s if still_member is None else self.catch_up_alive_s
+        reading = asyncio.ensure_future(asyncio.gather(*(self._catch_up(p, c) for p, c in todo)))
+        why = await _read_while(reading, budget, still_member or (lambda: True))
+        if why is not None:
+            log.info("catch-up stopped after %.1fs (%s): Faust's recovery reads the rest",
+                     time.monotonic() - started, why)
 
     async def _catch_up(self, partition: int, copy: PartitionCopy) -> None:
         _forget_if_old(copy, partition)

@@ -53,7 +53,7 @@ class SessionKeyedTable(faust.Table[str, bytes]):
         store.read_ends = functools.partial(end_offsets, settings.kafka_bootstrap_servers)
         store.read_partition = functools.partial(partition_records, settings.kafka_bootstrap_servers)
         store.catch_up_s = settings.session_timeout_s / 2  # if heartbeats cannot run meanwhile
-        store.keep_member_alive = lambda: start_heartbeats_now(self.app.consumer)
+        store.keep_member_alive = lambda generation: start_heartbeats_now(self.app.consumer, generation)
         return store
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:

@@ -269,3 +269,25 @@ def test_a_superseded_recovery_does_not_drop_what_a_catch_up_loaded(tmp_path: Pa
     store.app.tables.recovery._generation_id = 6  # type: ignore[attr-defined]
     asyncio.run(store.on_recovery_completed(set(), set()))
     assert a in store.data and store._current == {3}
+
+
+async def test_the_catch_up_stops_when_the_group_rebalances_again_or_its_budget_runs_out() -> None:
+    from streams.state.snapshot import _read_while
+
+    async def read(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "done"
+
+    finished = asyncio.ensure_future(read(0.05))
+    assert await _read_while(finished, 5.0, lambda: True) is None and finished.result() == "done"
+
+    member = [True]
+    slow = asyncio.ensure_future(read(30))
+    asyncio.get_running_loop().call_later(0.3, member.__setitem__, 0, False)
+    started = time.monotonic()
+    assert await _read_while(slow, 30.0, lambda: member[0]) == "the group is rebalancing again"
+    assert slow.cancelled() and time.monotonic() - started < 2
+
+    over = asyncio.ensure_future(read(30))
+    assert await _read_while(over, 0.3, lambda: True) == "its time budget ran out"
+    assert over.cancelled()
