@@ -5,7 +5,8 @@ Where things live (a request's path, top to bottom):
 - `client`: the client API (publish a request, read its committed response).
 - `events/`: `records` (the dataclasses on the wire), `codecs` (Avro single-object encoding).
 - `kafka/`: `app` (the Faust app), `topics` (names, partition counts, creation),
-  `stream_topics` (the app's topic objects), `partitioning`, `topic_reader`, `envelope`
+  `stream_topics` (the app's topic objects), `partitioning`, `topic_reader`, `heartbeats`
+  (membership kept during a long assignment), `envelope`
   (decode → handle → dead-letter → finish), `commit_guard`, `processes` (worker subprocesses), `launcher` (the local
   KRaft broker: stdlib only).
 - `stages/`: `routing` → `budgets` → `execution` → `verification` → `responding`, plus
