@@ -8,7 +8,9 @@ count, fed and read by the same load client as `bench_pipeline.py`:
 - `aiokafka`: the plain relay (the baseline of every pipeline figure);
 - `faust`: each hop a Faust agent (`stream.events()`, `topic.send`), at-least-once, memory tables;
 - `faust_table`: the same, each hop also writing its record to a table (one changelog write per
-  hop, as the pipeline's stages write session state).
+  hop, as the pipeline's stages write session state);
+- `faust_batched`: each hop a Faust agent that takes up to 500 events at a time
+  (`stream.take_events`), the batching lever inside Faust.
 The pipeline takes five Faust hops per request and writes its session state ~7 times, so what
 these variants move bounds what the pipeline can move on this stack.
 """
@@ -37,7 +39,7 @@ def emit(**fields: object) -> None:
     print(json.dumps({"bench": "faust_hops", **fields}), flush=True)
 
 
-def faust_relay_main(bootstrap: str, prefix: str, table: bool, datadir: str) -> None:
+def faust_relay_main(bootstrap: str, prefix: str, table: bool, batched: bool, datadir: str) -> None:
     """Run in a child process: a Faust worker whose agent i relays `{prefix}.{i}` to i+1."""
     import faust
 
@@ -62,7 +64,13 @@ def faust_relay_main(bootstrap: str, prefix: str, table: bool, datadir: str) -> 
                     states[i][event.key] = value
                 await topics[i + 1].send(key=event.key, value=value)
 
-        app.agent(topics[i], name=f"hop{i}")(relay)
+        async def relay_batches(stream: faust.StreamT[bytes]) -> None:
+            async for events in stream.take_events(500, within=0.005):
+                for event in events:
+                    value = codec.encode(codec.decode(event.value, Request))
+                    await topics[i + 1].send(key=event.key, value=value)
+
+        app.agent(topics[i], name=f"hop{i}")(relay_batches if batched else relay)
 
     for i in range(3):
         hop(i)
@@ -70,7 +78,9 @@ def faust_relay_main(bootstrap: str, prefix: str, table: bool, datadir: str) -> 
     app.main()
 
 
-async def faust_hops(bootstrap: str, partitions: int, n: int, sessions: int, table: bool) -> float:
+async def faust_hops(
+    bootstrap: str, partitions: int, n: int, sessions: int, table: bool, batched: bool = False
+) -> float:
     prefix = f"bench-fhops-{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -82,7 +92,7 @@ async def faust_hops(bootstrap: str, partitions: int, n: int, sessions: int, tab
     args = [sys.executable, __file__, "--faust-relay", prefix, "--datadir", datadir]
     with open(Path(datadir) / "worker.log", "wb") as log:
         child = subprocess.Popen(
-            args + (["--table"] if table else []),
+            args + (["--table"] if table else []) + (["--batched"] if batched else []),
             env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap},
             stdout=log, stderr=subprocess.STDOUT,
         )
@@ -118,6 +128,9 @@ async def main(n: int, sessions: int) -> None:
     tabled = await faust_hops(bootstrap, partitions, n, sessions, table=True)
     emit(metric="three_hops_records_per_s", variant="faust_table", value=round(tabled, 1),
          over_aiokafka=round(tabled / raw, 3), **meta)
+    batched = await faust_hops(bootstrap, partitions, n, sessions, table=False, batched=True)
+    emit(metric="three_hops_records_per_s", variant="faust_batched", value=round(batched, 1),
+         over_aiokafka=round(batched / raw, 3), **meta)
 
 
 if __name__ == "__main__":
@@ -127,8 +140,11 @@ if __name__ == "__main__":
     parser.add_argument("--faust-relay", help=argparse.SUPPRESS)
     parser.add_argument("--datadir", help=argparse.SUPPRESS)
     parser.add_argument("--table", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--batched", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.faust_relay:
-        faust_relay_main(os.environ["KAFKA_BOOTSTRAP_SERVERS"], args.faust_relay, args.table, args.datadir)
+        faust_relay_main(
+            os.environ["KAFKA_BOOTSTRAP_SERVERS"], args.faust_relay, args.table, args.batched, args.datadir
+        )
     else:
         asyncio.run(main(args.requests, args.sessions))
