@@ -5,7 +5,7 @@
 Baseline: three plain aiokafka relay hops in one separate process (the pipeline's worker is one
 process too), each hop decoding the Avro request and encoding it again, same payloads, same
 partition count. Pipeline: one worker, simulator at 0 ms (every millisecond is ours), tracing on
-and off. Both are fed by an independent load client in this process: a plain aiokafka producer
+and off (two workers side by side, driven in alternating rounds). Both are fed by an independent load client in this process: a plain aiokafka producer
 writing Avro-encoded requests, and a `read_committed` consumer on the responses topic.
 The same three hops as Faust agents (`bench_faust_hops.py`) show what Faust's own per-event
 path allows. Prints one JSON line per figure, then the ratios; `bench/README.md` keeps the
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -174,7 +176,9 @@ async def raw_hops(bootstrap: str, partitions: int, n: int, sessions: int) -> fl
 # -- the pipeline ----------------------------------------------------------------------------------
 
 
-async def pipeline(bootstrap: str, tracing: bool, n: int, sessions: int, tmp: Path) -> float:
+@contextlib.asynccontextmanager
+async def pipeline_worker(bootstrap: str, tracing: bool, tmp: Path) -> AsyncIterator[tuple[str, ...]]:
+    """A started, warmed-up worker in its own namespace; yields `drive`'s first four arguments."""
     settings = Settings(
         kafka_bootstrap_servers=bootstrap,
         namespace=f"-bp{uuid.uuid4().hex[:8]}",
@@ -191,9 +195,24 @@ async def pipeline(bootstrap: str, tracing: bool, n: int, sessions: int, tmp: Pa
         await worker.wait_ready()
         args = (bootstrap, settings.topic(REQUESTS), settings.topic(RESPONSES), "read_committed")
         await drive(*args, 50, 50)
-        return await drive(*args, n, sessions)
+        yield args
     finally:
         worker.stop()
+
+
+async def tracing_on_and_off(bootstrap: str, n: int, sessions: int, tmp: Path, rounds: int = 3) -> tuple[float, float]:
+    """Requests/s with tracing on and off, from two workers started side by side and driven in
+    alternating rounds (on, off, then off, on, ...) of n / rounds requests each: the machine's
+    load drifts over minutes, and two runs one after the other measured it as much as tracing."""
+    chunk = max(n // rounds, 1)
+    spent = {True: 0.0, False: 0.0}
+    async with pipeline_worker(bootstrap, True, tmp) as on, pipeline_worker(bootstrap, False, tmp) as off:
+        for r in range(rounds):
+            for tracing in (True, False) if r % 2 == 0 else (False, True):
+                rate = await drive(*(on if tracing else off), chunk, sessions)
+                emit(metric="tracing_round_req_per_s", round=r, tracing=tracing, value=round(rate, 1))
+                spent[tracing] += chunk / rate
+    return chunk * rounds / spent[True], chunk * rounds / spent[False]
 
 
 async def main(n: int, sessions: int, scale: bool) -> None:
@@ -208,9 +227,8 @@ async def main(n: int, sessions: int, scale: bool) -> None:
 
     faust = await faust_hops(bootstrap, partitions, n, sessions, table=False)
     emit(metric="faust_three_hops_records_per_s", value=round(faust, 1), over_raw_hops=round(faust / hops, 3), **meta)
-    on = await pipeline(bootstrap, True, n, sessions, tmp)
+    on, off = await tracing_on_and_off(bootstrap, n, sessions, tmp)
     emit(metric="pipeline_req_per_s_tracing_on", value=round(on, 1), **meta)
-    off = await pipeline(bootstrap, False, n, sessions, tmp)
     emit(metric="pipeline_req_per_s_tracing_off", value=round(off, 1), **meta)
     emit(metric="pipeline_over_raw_hops", value=round(on / hops, 4), target=0.25)
     emit(metric="pipeline_over_faust_hops", value=round(on / faust, 4))

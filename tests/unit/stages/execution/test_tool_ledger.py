@@ -106,3 +106,44 @@ async def test_a_live_claim_elsewhere_is_awaited_not_repeated(tmp_path: Path) ->
     b = asyncio.create_task(first.run("k", "t", {}, tool, 5))
     (ra, na), (rb, nb) = await asyncio.gather(a, b)
     assert calls == 1 and ra == rb == {"n": 1} and (na, nb) == (True, False)
+
+
+async def _echo(args: dict[str, Any], key: str) -> dict[str, Any]:
+    return {"key": key}
+
+
+async def test_a_free_ledger_commits_on_the_loop_without_a_thread(tmp_path: Path, monkeypatch: Any) -> None:
+    ledger = ToolLedger(tmp_path / "l.sqlite")
+    await ledger.run("k0", "t", {}, _echo, 5)  # opens the database (on a thread)
+    threads = 0
+    real = asyncio.to_thread
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal threads
+        threads += 1
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr("streams.stages.execution.tools.asyncio.to_thread", counted)
+    assert await ledger.run("k1", "t", {}, _echo, 5) == ({"key": "k1"}, True)
+    assert await ledger.run("k1", "t", {}, _echo, 5) == ({"key": "k1"}, False)
+    assert threads == 0
+
+
+async def test_a_database_held_by_another_process_waits_on_a_thread_not_on_the_loop(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    ledger = ToolLedger(path)
+    await ledger.run("k0", "t", {}, _echo, 5)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another worker's transaction holds the write lock
+    try:
+        call = asyncio.create_task(ledger.run("k1", "t", {}, _echo, 5))
+        started = asyncio.get_running_loop().time()
+        await asyncio.sleep(0.3)
+        # The loop went on (the sleep came back on time) and the call waits for the lock.
+        assert asyncio.get_running_loop().time() - started < 1.0
+        assert not call.done()
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert await asyncio.wait_for(call, 10) == ({"key": "k1"}, True)
+    assert [e["key"] for e in ledger.executions()] == ["k0", "k1"]
