@@ -56,11 +56,13 @@ class ControlWatcher:
             await consumer.seek_to_beginning(tp)
             end = (await consumer.end_offsets([tp]))[tp]
             while True:
+                # Checked before waiting for more: an empty topic (the usual case) is caught up
+                # at once, where the first wait held the worker's first request for 0.3 s.
+                if not self.caught_up.is_set() and await consumer.position(tp) >= end:
+                    self.caught_up.set()
                 for msgs in (await consumer.getmany(tp, timeout_ms=300)).values():
                     for m in msgs:
                         self._apply(m.value)
-                if not self.caught_up.is_set() and await consumer.position(tp) >= end:
-                    self.caught_up.set()
         finally:
             await consumer.stop()
 

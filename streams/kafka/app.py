@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -25,6 +25,8 @@ class AgentStreamApp(faust.App):
 
     agentstream_settings: Settings
     commit_guard: CommitGuard
+    # Started with the app (the worker adds the stages' warm-up): runs while the group forms.
+    startup_work: list[Callable[[], Awaitable[None]]]
 
     @cached_property
     def services(self) -> Services:
@@ -49,6 +51,8 @@ class AgentStreamApp(faust.App):
         await super().on_start()
         _make_flush_strict(self.producer)
         self.commit_guard.install(self.consumer)
+        for work in self.startup_work:
+            self.add_future(work())
 
 
 # Faust hard-codes 1.5 s. A fetch parked on the broker holds up every later request on its
@@ -167,6 +171,7 @@ def create_app(settings: Settings) -> AgentStreamApp:
         value_serializer="raw",
     )
     app.agentstream_settings = settings
+    app.startup_work = []
     app.commit_guard = CommitGuard(record_offsets=functools.partial(_record_offsets, settings.kafka_bootstrap_servers))
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types receivers without named kwargs

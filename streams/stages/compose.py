@@ -8,7 +8,10 @@ from streams.stages.responding import service as responding_service
 from streams.stages.reviewing import agent as reviewing_agent
 from streams.stages.routing import agent as routing_agent
 from streams.stages.verification import agent as verification_agent
+from streams.stages.warm_up import warm_up
 from streams.telemetry import span_pump
+
+app.startup_work.append(warm_up)
 
 __all__ = [
     "app",

@@ -271,6 +271,12 @@ class ToolLedger:
         with self._lock:
             return fn(self._conn(), *args)
 
+    async def open(self) -> None:
+        """Opens (creating if need be) the database now, on a thread: switching it to WAL may
+        wait for other processes. Later transactions can then run on the loop."""
+        if self.path is not None:
+            await asyncio.to_thread(self._locked, lambda db: None, ())
+
     def executions(self) -> list[dict[str, Any]]:
         """Completed calls: key, tool, arguments, result, attempts (claims it took)."""
         if self.path is None:

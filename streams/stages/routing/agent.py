@@ -28,10 +28,14 @@ from streams.telemetry.tracing import (
 )
 
 
-@app.task
 async def follow_control() -> None:
-    """Rollout changes reach this worker's router within a second (no restart)."""
+    """Rollout changes reach this worker's router within a second (no restart). Started with
+    the app, not after the tables' recovery as an `app.task` would be: the router's first
+    request waits until the control topic was read to its end."""
     await app.services.control_watcher.follow()
+
+
+app.startup_work.append(follow_control)
 
 
 @app.agent(stream_topics.requests, name="router")

@@ -114,7 +114,8 @@ async def _echo(args: dict[str, Any], key: str) -> dict[str, Any]:
 
 async def test_a_free_ledger_commits_on_the_loop_without_a_thread(tmp_path: Path, monkeypatch: Any) -> None:
     ledger = ToolLedger(tmp_path / "l.sqlite")
-    await ledger.run("k0", "t", {}, _echo, 5)  # opens the database (on a thread)
+    await ledger.open()  # on a thread, as the worker's warm-up does
+    assert (tmp_path / "l.sqlite").exists()
     threads = 0
     real = asyncio.to_thread
 
