@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.client import AgentStreamClient
 from streams.config.settings import Settings
@@ -121,3 +122,15 @@ class Pipeline:
     def ledger(self) -> list[dict[str, Any]]:
         """Tool calls completed in the shared ledger (what the "external system" executed)."""
         return ToolLedger(self.ledger_path).executions()
+
+
+async def new_topic(bootstrap: str, prefix: str, partitions: int = 1) -> str:
+    """A fresh topic with a unique name, for tests of one Kafka-facing piece without a pipeline."""
+    topic = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+    return topic

@@ -5,27 +5,15 @@ for records that will not come (the router's first request waits for that)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.control.watcher import ControlWatcher
 from streams.events.codecs import get_codec
 from streams.events.records import Control
-
-
-async def new_topic(bootstrap: str) -> str:
-    topic = f"control-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
-    return topic
+from tests.harness import new_topic
 
 
 async def following(watcher: ControlWatcher) -> asyncio.Task[None]:
@@ -35,7 +23,7 @@ async def following(watcher: ControlWatcher) -> asyncio.Task[None]:
 
 
 async def test_the_latest_record_per_name_is_the_state(bootstrap: str) -> None:
-    topic = await new_topic(bootstrap)
+    topic = await new_topic(bootstrap, "control")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
@@ -57,7 +45,7 @@ async def test_the_latest_record_per_name_is_the_state(bootstrap: str) -> None:
 async def test_an_empty_topic_is_caught_up_without_waiting_for_records(
     bootstrap: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    topic = await new_topic(bootstrap)
+    topic = await new_topic(bootstrap, "control")
 
     async def no_records_yet(self: AIOKafkaConsumer, *partitions: Any, timeout_ms: int = 0, **kw: Any) -> Any:
         await asyncio.Event().wait()  # nothing arrives: only a check before waiting can catch up

@@ -5,13 +5,12 @@ learns within a heartbeat when another member joins, so it can stop and let the 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.kafka.heartbeats import start_coordinator_heartbeats
+from tests.harness import new_topic
 
 SESSION_MS = 6000
 CALLBACK_S = 10.0  # longer than the session timeout
@@ -46,17 +45,6 @@ class SlowAssignment(ConsumerRebalanceListener):  # type: ignore[misc]
             await asyncio.sleep(0.2)
 
 
-async def new_topic(bootstrap: str) -> str:
-    topic = f"hb-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 2, 1)])
-    finally:
-        await admin.close()
-    return topic
-
-
 def member(bootstrap: str, topic: str, listener: ConsumerRebalanceListener | None = None) -> AIOKafkaConsumer:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=f"{topic}-g", session_timeout_ms=SESSION_MS,
@@ -73,7 +61,7 @@ async def poll(consumer: AIOKafkaConsumer, seconds: float) -> None:
 
 
 async def slow_member(bootstrap: str, heartbeats: bool, joiner_after_s: float | None = None) -> SlowAssignment:
-    topic = await new_topic(bootstrap)
+    topic = await new_topic(bootstrap, "hb", 2)
     listener = SlowAssignment(heartbeats)
     consumer = member(bootstrap, topic, listener)
     listener.consumer = consumer
