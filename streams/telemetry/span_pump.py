@@ -24,20 +24,34 @@ MAX_PER_DRAIN = 2000  # spans taken off the queue per round, so a backlog does n
 
 @app.service
 class SpanPump(mode.Service):
-    async def _drain(self) -> int:
+    def _take(self) -> list[tuple[bytes, bytes]]:
         q = app.services.span_queue
         spans: list[tuple[bytes, bytes]] = []
         while len(spans) < MAX_PER_DRAIN and not q.empty():
             spans.append(q.get_nowait())
+        return spans
+
+    async def _drain(self) -> int:
+        spans = self._take()
         if spans:
             await publish_batches(app.producer, stream_topics.traces.get_topic_name(), spans)
         return len(spans)
 
     @mode.Service.task
     async def _pump(self) -> None:
+        spans: list[tuple[bytes, bytes]] = []
         while not self.should_stop:
-            if not await self._drain():
+            spans = spans or self._take()
+            if not spans:
                 await self.sleep(0.05)
+                continue
+            try:
+                await publish_batches(app.producer, stream_topics.traces.get_topic_name(), spans)
+            except Exception as exc:  # the broker, say: the same spans again (the sink keeps one row per span id)
+                log.warning("%d spans not published (%r): retrying in 1 s", len(spans), exc)
+                await self.sleep(1.0)
+            else:
+                spans = []
 
     async def on_stop(self) -> None:
         provider = app.services.tracer_provider
