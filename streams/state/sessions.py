@@ -383,8 +383,9 @@ class OwnerEpochs:
         self._stamped.clear()
         self._generation = max(generation, 0)
 
-    def stamp(self, session_id: str, value: Session, current: Session | None) -> Session:
-        epoch = current.epoch if current else 0
+    def stamp(self, session_id: str, value: Session, current_epoch: int | None) -> Session:
+        """`value` stamped for writing over a stored value of `current_epoch` (None: no value)."""
+        epoch = current_epoch or 0
         if session_id not in self._stamped:
             epoch = max(epoch + 1, self._generation)
             self._stamped.add(session_id)

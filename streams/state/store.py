@@ -34,6 +34,8 @@ class SessionStore(Protocol):
 
     def raw_items(self) -> list[tuple[str, bytes]]: ...
 
+    def raw(self, key: str) -> bytes | None: ...
+
 
 def with_queue(store: SessionStore) -> Iterator[tuple[str, Session]]:
     """Sessions with queued work (decoded); the others are passed over on their bytes."""
@@ -112,3 +114,6 @@ class MemorySessions:
 
     def raw_items(self) -> list[tuple[str, bytes]]:
         return list(self.data.items())
+
+    def raw(self, key: str) -> bytes | None:
+        return self.data.get(key)

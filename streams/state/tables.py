@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -99,6 +99,10 @@ class SessionTable(SessionKeyedTable):
 
     def raw_items(self) -> list[tuple[str, bytes]]:
         return list(self.data.items())
+
+    def raw(self, key: str) -> bytes | None:
+        """The stored bytes, undecoded (a write reads only the owner epoch off them)."""
+        return cast(bytes | None, self.data.get(key))
 
     def digest(self) -> str:
         """A fingerprint of the table's contents, logged after a rebuild so tests can compare it

@@ -40,7 +40,7 @@ from streams.stages.execution.tools import DEMO_TOOLS, ToolLedger, tools_for
 from streams.stages.verification.logic import Checks, findings
 from streams.state import sessions as state
 from streams.state.model import HoldSpec, Session, StepState, Task
-from streams.state.store import SessionStore, with_queue
+from streams.state.store import SessionStore, epoch_of, with_queue
 from streams.telemetry import attributes as attr
 from streams.telemetry.tracing import context_from_traceparent, headers_with_context, mark_error
 
@@ -219,14 +219,13 @@ class TaskRunner:
         await self._finish(sid, task.request_id, task.routed, Finish("error", "", [reason], None), None)
 
     def _steps(self, sid: str, request_id: str) -> list[StepState]:
-        task = state.current_task(self.sessions.get(sid))
-        assert task and task.request_id == request_id
-        return task.steps
+        return _task_steps(self.sessions.get(sid), request_id)
 
     def write(self, sid: str, value: Session) -> None:
         """Every write to a session goes here: stamped with this worker's owner epoch, and
         indexed when it leaves work to do."""
-        self.sessions[sid] = self.epochs.stamp(sid, value, self.sessions.get(sid))
+        current = self.sessions.raw(sid)
+        self.sessions[sid] = self.epochs.stamp(sid, value, epoch_of(current) if current else None)
         if value.queue:
             self.unfinished.add(sid)
         else:
@@ -238,9 +237,14 @@ class TaskRunner:
         if not self.owned(self.part(sid)):
             raise asyncio.CancelledError
 
-    async def _write_step(self, sid: str, request_id: str, step: StepState) -> None:
+    async def _write_step(self, sid: str, request_id: str, *steps: StepState) -> Session:
+        """Records `steps` in the task in one write (the value written is returned)."""
         await self._fence(sid)
-        self.write(sid, state.record_step(self.sessions[sid], request_id, step, now_ms()))
+        session, now = self.sessions[sid], now_ms()
+        for step in steps:
+            session = state.record_step(session, request_id, step, now)
+        self.write(sid, session)
+        return session
 
     async def _drive(self, sid: str, task: Task) -> None:
         request_id, routed = task.request_id, task.routed
@@ -268,10 +272,10 @@ class TaskRunner:
         since = now_ms() - int(policy.refund_window_s * 1000)
         refunded_before = refunded(self.sessions[sid].history, since)
         while True:
-            steps = self._steps(sid, request_id)
+            session = self.sessions[sid]  # decoded afresh each turn: the steps written since
+            steps = _task_steps(session, request_id)
             action = plan_next(request_id, steps, ex, policy, refunded_before)
             if isinstance(action, CallLLM):
-                session = self.sessions[sid]
                 # Not this request's own turns: a task resumed after review sends its text once.
                 history = [
                     {"role": m.role, "content": m.content}
@@ -283,20 +287,20 @@ class TaskRunner:
                     ex.max_context_chars,
                 )
                 step = await self._call_llm(action.index, routed, messages, request_id, trimmed)
-                await self._write_step(sid, request_id, step)
-                await self._charge(sid, routed, step)
+                written = await self._write_step(sid, request_id, step)
+                await self._charge(written, routed, step)
             elif isinstance(action, RunTool):
                 await self._run_tool(sid, request_id, routed, action)
             else:
                 await self._finish(sid, request_id, routed, action, span)
                 return
 
-    async def _charge(self, sid: str, routed: dict[str, Any], step: StepState) -> None:
+    async def _charge(self, session: Session, routed: dict[str, Any], step: StepState) -> None:
         """The call's usage to the budget stage, priced as the settlement prices the task."""
         tokens = step.input_tokens + step.output_tokens
         if not tokens:
             return
-        task = state.current_task(self.sessions[sid])
+        task = state.current_task(session)
         assert task is not None
         run = f"{routed['request_id']}#{task.follow_up}"
         cost = self.config_of(routed).cost_usd(routed["model"], step.input_tokens, step.output_tokens)
@@ -444,7 +448,6 @@ class TaskRunner:
             if "error" in result:
                 mark_error(span, "tool_error", str(result["error"]))
             latency = (time.perf_counter() - started) * 1000
-        await self._write_step(sid, request_id, replace(tool_step, status="done", latency_ms=latency))
         result_step = replace(
             tool_step,
             index=action.index + 1,
@@ -455,7 +458,9 @@ class TaskRunner:
             status="error" if "error" in result else "ok",
             latency_ms=latency,
         )
-        await self._write_step(sid, request_id, result_step)
+        # The call done and its result in one write: a crash before it re-runs the call through
+        # the ledger, which returns the recorded result.
+        await self._write_step(sid, request_id, replace(tool_step, status="done", latency_ms=latency), result_step)
 
     async def _finish(
         self, sid: str, request_id: str, routed: dict[str, Any], fin: Finish, span: Any
@@ -555,3 +560,10 @@ def step_record(s: StepState) -> Step:
 
 async def _no_wait() -> None:
     return None
+
+
+def _task_steps(session: Session | None, request_id: str) -> list[StepState]:
+    """The steps of the session's current task, which must be `request_id`'s."""
+    task = state.current_task(session)
+    assert task and task.request_id == request_id
+    return task.steps

@@ -70,16 +70,16 @@ def test_owner_epochs_fence_a_zombie_on_rebuild() -> None:
     old_owner, new_owner = state.OwnerEpochs(), state.OwnerEpochs()
     old_owner.reassigned(4)
     v1 = old_owner.stamp("s", _v(1), None)
-    v2 = old_owner.stamp("s", _v(2), v1)
+    v2 = old_owner.stamp("s", _v(2), v1.epoch)
     assert v1.epoch == v2.epoch == 4, "one epoch per ownership: the generation it was given in"
     new_owner.reassigned(5)
-    taken = new_owner.stamp("s", _v(3), v2)  # the new owner's first write after takeover
+    taken = new_owner.stamp("s", _v(3), v2.epoch)  # the new owner's first write after takeover
     assert taken.epoch == 5
-    zombie = old_owner.stamp("s", _v(99), v2)  # written by the old owner after it lost it
+    zombie = old_owner.stamp("s", _v(99), v2.epoch)  # written by the old owner after it lost it
     assert is_stale(state.dump(taken), state.dump(zombie)) and not is_stale(state.dump(v2), state.dump(taken))
     assert not is_stale(state.dump(taken), None), "deletes always apply"
     new_owner.reassigned(6)
-    assert new_owner.stamp("s", _v(4), taken).epoch == 6
+    assert new_owner.stamp("s", _v(4), taken.epoch).epoch == 6
 
 
 def test_owner_epochs_do_not_tie_when_an_owner_in_between_never_wrote() -> None:
@@ -90,8 +90,8 @@ def test_owner_epochs_do_not_tie_when_an_owner_in_between_never_wrote() -> None:
     by_a = a.stamp("s", _v(1), None)
     b.reassigned(8)
     c.reassigned(9)
-    by_c = c.stamp("s", _v(2), by_a)
-    late_b = b.stamp("s", _v(3), by_a)  # B wakes up and writes from its stale copy
+    by_c = c.stamp("s", _v(2), by_a.epoch)
+    late_b = b.stamp("s", _v(3), by_a.epoch)  # B wakes up and writes from its stale copy
     assert is_stale(state.dump(by_c), state.dump(late_b))
 
 
@@ -100,7 +100,7 @@ def test_owner_epochs_keep_rising_after_the_group_is_recreated() -> None:
     owner = state.OwnerEpochs()
     owner.reassigned(1)
     stored = _v(1, epoch=40)
-    fresh = owner.stamp("s", _v(2), stored)
+    fresh = owner.stamp("s", _v(2), stored.epoch)
     assert fresh.epoch == 41 and not is_stale(state.dump(stored), state.dump(fresh))
 
 
