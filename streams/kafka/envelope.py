@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -16,6 +17,7 @@ from faust.exceptions import ProducerSendError
 from streams.events.codecs import DecodeError, get_codec
 from streams.events.records import DeadLetter
 from streams.kafka import stream_topics
+from streams.kafka.app import active_partitions, ownership_settled
 from streams.kafka.topic_reader import read_range
 
 log = logging.getLogger("agentstream")
@@ -76,12 +78,40 @@ async def consume(stream: Any, cls: type[T], stage: str, handle: Handler[T], *, 
     try:
         async for event in stream.events():
             missed = guard.skipped(event.message)
-            if missed is not None:  # events Faust never delivered: read them first, in order
-                await _handle_missed(stream, event.message, missed, cls, stage, handle)
+            # Events Faust never delivered are read from the log first, in order; then this one,
+            # unless the partition went to another worker meanwhile.
+            if missed is not None and not await _handle_missed(stream, event.message, missed, cls, stage, handle):
+                continue
+            if not await still_ours(stream.app, event.message):
+                continue
             await _handle_one(event, cls, stage, handle)
             guard.finish(event.message)  # only now may Faust commit past it (streams/kafka/commit_guard.py)
     except Exception as exc:
         die(stage, exc)
+
+
+async def still_ours(app: Any, message: Any) -> bool:
+    """Whether this worker still owns the event's partition, asked right before its handler runs.
+
+    An event can wait through a rebalance: Faust delivered it before the partition was revoked,
+    and the stage was still busy (reading a skipped range from the log takes a round trip or
+    more). Handled after the revocation, its table writes would come from a zombie, and worse,
+    from a table that no longer holds the partition (Faust's memory store drops the keys of
+    partitions it lost when recovery completes): a tenant's budget was once rewritten from
+    nothing this way. The new owner reads the event from the committed offset, so it is left
+    alone here. The handlers write their tables before their first await (the budget stage
+    always), so the answer holds for those writes. During a rebalance this waits until
+    ownership is known again.
+    """
+    while not ownership_settled(app):
+        await asyncio.sleep(0.05)
+    if message.partition in active_partitions(app, message.topic):
+        return True
+    log.info(
+        "%s[%s]@%s: not handled here, the partition was reassigned while it waited",
+        message.topic, message.partition, message.offset,
+    )
+    return False
 
 
 async def _handle_one(event: Any, cls: type[T], stage: str, handle: Handler[T]) -> None:
@@ -116,17 +146,21 @@ class _Reread:
 
 async def _handle_missed(
     stream: Any, message: Any, missed: tuple[int, int], cls: type[T], stage: str, handle: Handler[T]
-) -> None:
-    """Handles offsets [first, end) of the message's partition, read from the log. A Kafka error
-    ends the worker like any other (nothing past `first` was committed)."""
+) -> bool:
+    """Handles offsets [first, end) of the message's partition, read from the log; False if the
+    partition was reassigned meanwhile (the rest is the new owner's). A Kafka error ends the
+    worker like any other (nothing past `first` was committed)."""
     first, end = missed
     bootstrap = stream.app.agentstream_settings.kafka_bootstrap_servers
     records = await read_range(bootstrap, message.topic, partition=message.partition, start_offset=first, end_offset=end)
     for record in records:
         reread = _Reread.of(record, message.tp)
+        if not await still_ours(stream.app, reread.message):
+            return False
         await _handle_one(reread, cls, stage, handle)
         stream.app.commit_guard.handled_by_hand(stream.app.consumer, reread.message)
     log.info("%s[%s]: handled %d missed event(s) from offset %d", message.topic, message.partition, len(records), first)
+    return True
 
 
 def die(stage: str, exc: BaseException) -> None:
