@@ -109,6 +109,8 @@ async def test_kill_loop_three_workers(pipeline: Pipeline) -> None:
     figures["unhandled_acks_held"] = sum(w.log().count("acked without being handled") for w in pipeline.workers)
     # Ranges a stage never saw (delivery cancelled by a rebalance, no ack): read again.
     figures["skipped_ranges_read_again"] = sum(w.log().count("events skipped in a rebalance") for w in pipeline.workers)
+    # Events a stage was still holding when their partition moved: left to the new owner.
+    figures["left_to_new_owner"] = sum(w.log().count("reassigned while it waited") for w in pipeline.workers)
     report("kill loop", figures)
 
     assert figures["lost"] == 0, figures
