@@ -129,8 +129,23 @@ def _make_flush_strict(producer: Any) -> None:
 
 def ownership_settled(app: faust.App) -> bool:
     """No rebalance and no table recovery in progress: which partitions are ours is known.
-    (`recovery` is on Faust's TableManager, not on the interface type it declares.)"""
-    return not app.rebalancing and bool(cast(Any, app.tables).recovery.completed.is_set())
+    (`recovery` is on Faust's TableManager, not on the interface type it declares.)
+
+    aiokafka's own flag counts too: it is raised when the member starts to rejoin, before the
+    revocation, and lowered once the new assignment is installed, whereas the previous
+    recovery can still clear Faust's `rebalancing` during the join."""
+    return (
+        not app.rebalancing
+        and bool(cast(Any, app.tables).recovery.completed.is_set())
+        and not _reassigning(app)
+    )
+
+
+def _reassigning(app: faust.App) -> bool:
+    # `_consumer`, not `consumer`: the property would create a consumer that is not there yet.
+    consumer = getattr(getattr(getattr(app, "_consumer", None), "_thread", None), "_consumer", None)
+    subscription = getattr(consumer, "_subscription", None)
+    return bool(subscription is not None and subscription.reassignment_in_progress)
 
 
 async def _record_offsets(bootstrap: str, topic: str, partition: int, start: int, end: int) -> set[int]:

@@ -188,6 +188,11 @@ async def _reject_busy(routed: Routed, reason: str) -> None:
     duplicate rather than a task run after its error answer; a crash in between answers twice,
     and the responder keeps the first."""
     await _reject(routed, reason)
+    # The answer's broker round trips are an await: the partition may have moved meanwhile, and a
+    # write from here would be a zombie's with the new generation's epoch (not fenced).
+    await _settled()
+    if not runner.owned(runner.part(routed.session_id)):
+        return
     current = sessions.get(routed.session_id)
     if current is not None:
         runner.write(routed.session_id, state.mark_handled(current, routed.request_id, now_ms(), window_ms=int(_settings.dedup_window_s * 1000)))

@@ -65,6 +65,11 @@ def _stream(app: Any, events: list[Any], between: Any = None) -> Any:
     return SimpleNamespace(app=app, channel=SimpleNamespace(topics=[TOPIC]), events=gen)
 
 
+async def _consume(stream: Any, handle: Any) -> None:
+    """`consume` over a finite stream, bounded: a stage that waits forever fails the test."""
+    await asyncio.wait_for(envelope.consume(stream, int, "budgets", handle), 5)
+
+
 @pytest.fixture(autouse=True)
 def _plain_decode(monkeypatch: pytest.MonkeyPatch) -> None:
     async def decode(event: Any, cls: Any) -> Any:
@@ -81,7 +86,7 @@ async def test_events_of_partitions_this_worker_lost_are_left_to_the_new_owner()
     async def handle(offset: int, event: Any) -> None:
         handled.append(offset)
 
-    await envelope.consume(_stream(app, [_event(0, 5), _event(1, 7), _event(0, 6)]), int, "budgets", handle)
+    await _consume(_stream(app, [_event(0, 5), _event(1, 7), _event(0, 6)]), handle)
     assert handled == [5, 6]
     assert guard.finished == [(0, 5), (0, 6)], "an event left alone is not marked for commit"
 
@@ -107,8 +112,9 @@ async def test_an_event_waits_out_a_rebalance_and_runs_only_if_its_partition_sta
             asyncio.get_running_loop().create_task(settle())
 
     events = [_event(1, 7), _event(1, 8), _event(0, 3)]
-    await envelope.consume(_stream(app, events, between=rebalance), int, "budgets", handle)
+    await _consume(_stream(app, events, between=rebalance), handle)
     assert handled == [7, 3], "offset 8 of partition 1 arrived before the rebalance that moved it"
+    assert guard.finished == [(1, 7), (0, 3)]
 
 
 async def test_a_missed_range_stops_where_the_partition_was_lost(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,6 +134,41 @@ async def test_a_missed_range_stops_where_the_partition_was_lost(monkeypatch: py
         ]
 
     monkeypatch.setattr(envelope, "read_range", read_range)
-    await envelope.consume(_stream(app, [_event(1, 12)]), int, "budgets", handle)
+    await _consume(_stream(app, [_event(1, 12)]), handle)
     assert handled == [10], "offset 11 and the delivered 12 belong to the new owner"
     assert guard.by_hand == [(1, 10)] and guard.finished == []
+
+
+async def test_an_event_held_through_a_rebalance_runs_once_its_partition_is_known_to_be_ours() -> None:
+    guard = Guard()
+    app = _app(guard, actives=[0, 1])
+    handled: list[tuple[int, bool]] = []
+
+    async def handle(offset: int, event: Any) -> None:
+        handled.append((offset, app.rebalancing))
+
+    async def rebalance(ev: Any) -> None:
+        app.rebalancing = True
+
+        async def settle() -> None:
+            await asyncio.sleep(0.2)
+            app.rebalancing = False  # the same partitions again
+
+        asyncio.get_running_loop().create_task(settle())
+
+    await _consume(_stream(app, [_event(0, 4)], between=rebalance), handle)
+    assert handled == [(4, False)], "handled, and only after the rebalance was over"
+    assert guard.finished == [(0, 4)]
+
+
+def test_aiokafkas_reassignment_flag_keeps_ownership_unsettled() -> None:
+    """Faust's `rebalancing` can be cleared by the previous recovery while the member rejoins;
+    aiokafka's subscription says a reassignment is under way until the new one is installed."""
+    from streams.kafka.app import ownership_settled
+
+    app = _app(Guard(), actives=[0])
+    subscription = SimpleNamespace(reassignment_in_progress=True)
+    app._consumer = SimpleNamespace(_thread=SimpleNamespace(_consumer=SimpleNamespace(_subscription=subscription)))
+    assert not ownership_settled(app)
+    subscription.reassignment_in_progress = False
+    assert ownership_settled(app)
