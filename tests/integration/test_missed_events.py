@@ -3,6 +3,7 @@ the real broker, with the stage skeleton's own reading path (no Faust worker nee
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from types import SimpleNamespace
@@ -41,7 +42,18 @@ async def test_a_skipped_range_is_handled_in_order_from_the_log_and_acked(pipeli
         _acked=defaultdict(list),
         _acked_index=defaultdict(set),
     )
-    stream = SimpleNamespace(app=SimpleNamespace(agentstream_settings=pipeline.settings, commit_guard=guard, consumer=faust_consumer))
+    recovered = asyncio.Event()
+    recovered.set()
+    app = SimpleNamespace(
+        agentstream_settings=pipeline.settings,
+        commit_guard=guard,
+        consumer=faust_consumer,
+        # Ownership as a worker that holds partition 2 sees it: no rebalance, recovery done.
+        rebalancing=False,
+        tables=SimpleNamespace(recovery=SimpleNamespace(completed=recovered)),
+        assignor=SimpleNamespace(_assignment=SimpleNamespace(actives={topic: [2]})),
+    )
+    stream = SimpleNamespace(app=app)
     guard.high[tp] = 0  # the stage saw offset 0, then offset 6: Faust skipped 1..5
     revealing = SimpleNamespace(topic=topic, partition=2, offset=6, tp=tp)
     missed = guard.skipped(revealing)
