@@ -100,9 +100,8 @@ async def still_ours(app: Any, message: Any) -> bool:
     partitions it lost when recovery completes): a tenant's budget was once rewritten from
     nothing this way. The new owner reads the event from the committed offset, so it is left
     alone here. The budget stage writes its table before its first await, so the answer holds
-    for its writes; a handler that writes after an await asks again (the domain agent's
-    `_reject_busy`, the runner's `_fence`). During a rebalance this waits until ownership is
-    known again.
+    for its writes; a handler that writes after an await asks again (`TaskRunner.owns`).
+    During a rebalance this waits until ownership is known again.
     """
     while not ownership_settled(app):
         await asyncio.sleep(0.05)

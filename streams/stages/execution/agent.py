@@ -190,8 +190,7 @@ async def _reject_busy(routed: Routed, reason: str) -> None:
     await _reject(routed, reason)
     # The answer's broker round trips are an await: the partition may have moved meanwhile, and a
     # write from here would be a zombie's with the new generation's epoch (not fenced).
-    await _settled()
-    if not runner.owned(runner.part(routed.session_id)):
+    if not await runner.owns(routed.session_id):
         return
     current = sessions.get(routed.session_id)
     if current is not None:

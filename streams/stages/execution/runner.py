@@ -231,10 +231,14 @@ class TaskRunner:
         else:
             self.unfinished.discard(sid)
 
+    async def owns(self, sid: str) -> bool:
+        """Whether the session's partition is actively ours, once any rebalance is over."""
+        await self.settled()
+        return self.owned(self.part(sid))
+
     async def _fence(self, sid: str) -> None:
         """Only the partition's current owner writes: a worker that lost it stops here."""
-        await self.settled()
-        if not self.owned(self.part(sid)):
+        if not await self.owns(sid):
             raise asyncio.CancelledError
 
     async def _write_step(self, sid: str, request_id: str, *steps: StepState) -> Session:
