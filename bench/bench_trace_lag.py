@@ -26,9 +26,9 @@ from sinks.analytics import run_query
 from streams.client import AgentStreamClient
 from streams.config.settings import Settings
 from streams.events.codecs import get_codec
-from streams.events.records import Span
 from streams.kafka.processes import WorkerProcess, environment_for
 from streams.kafka.topics import ensure_topics
+from streams.telemetry import span_batches
 
 
 def pct(values: list[float], q: float) -> float:
@@ -61,9 +61,9 @@ async def main(rate: float, seconds: float) -> None:
                 for batch in (await consumer.getmany(timeout_ms=50)).values():
                     now = time.time()
                     for m in batch:
-                        span = get_codec().decode(m.value, Span)
-                        span_end[span.span_id] = span.end_time_unix_nano / 1e9
-                        on_kafka[span.span_id] = now
+                        for span in span_batches.unpack(m.value, get_codec()):
+                            span_end[span.span_id] = span.end_time_unix_nano / 1e9
+                            on_kafka[span.span_id] = now
         finally:
             await consumer.stop()
 

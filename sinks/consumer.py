@@ -42,7 +42,8 @@ from sinks.clickhouse import (
 )
 from sinks.rows import Redact
 from streams.events.codecs import DecodeError, get_codec
-from streams.events.records import DeadLetter, Span, now_ms
+from streams.events.records import DeadLetter, now_ms
+from streams.telemetry import span_batches
 
 __all__ = ["SinkLoop", "SinkStats", "run_sink"]
 
@@ -124,7 +125,7 @@ class SinkLoop:
             self.stats.skipped_already_written += 1
             return
         try:
-            span = self._codec.decode(record.value, Span)
+            spans = span_batches.unpack(record.value, self._codec)
         except DecodeError as exc:
             self.stats.undecodable += 1
             log.warning(
@@ -136,8 +137,9 @@ class SinkLoop:
             )
             await self._dead_letter(record, str(exc))
         else:
-            self.sink.add(span)
-            self.stats.spans += 1
+            for span in spans:
+                self.sink.add(span)
+            self.stats.spans += len(spans)
         self._uncommitted[tp] = record.offset + 1
         if self._first_uncommitted is None:
             self._first_uncommitted = time.monotonic()

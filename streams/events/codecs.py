@@ -374,8 +374,9 @@ class Codec:
 
 
 @functools.cache
-def get_codec() -> Codec:
-    """The process-wide codec over SCHEMA_DIR, loaded once; immutable afterwards."""
-    codec = Codec()
+def get_codec(*, validate: bool = True) -> Codec:
+    """The process-wide codec over SCHEMA_DIR, loaded once; immutable afterwards.
+    `validate=False`: for writers whose records are built from typed values only."""
+    codec = Codec(validate=validate)
     codec._frozen = True
     return codec

@@ -315,6 +315,16 @@ class Span:
 
 
 @dataclass(slots=True, kw_only=True)
+class SpanBatch:
+    """The spans of one session that one export finished together, as one Kafka message."""
+
+    SCHEMA: ClassVar[str] = "span_batch"
+
+    schema_version: int = 1
+    spans: list[Span]
+
+
+@dataclass(slots=True, kw_only=True)
 class Control:
     """Operator state every worker applies without a restart (latest per `name` wins)."""
 
@@ -386,6 +396,7 @@ EVENT_TYPES: tuple[type[Any], ...] = (
     HumanDecision,
     DeadLetter,
     Span,
+    SpanBatch,
     Control,
     BudgetEvent,
     WorkerStatus,

@@ -24,6 +24,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from streams.events.codecs import get_codec
 from streams.events.records import Response, Span, SpanEvent, SpanLink
 from streams.telemetry import attributes as attr
+from streams.telemetry import span_batches
 
 SCOPE = "agentstream"
 _propagator = TraceContextTextMapPropagator()
@@ -85,17 +86,18 @@ def to_record(span: ReadableSpan) -> Span:
 
 
 class QueueSpanExporter(SpanExporter):
-    """Encodes finished spans and queues (key, value) pairs for the event loop to publish."""
+    """Encodes finished spans, one `SpanBatch` per session (`span_batches.pack`), and queues
+    (key, value) pairs for the event loop to publish."""
 
     def __init__(self, out: queue.SimpleQueue[tuple[bytes, bytes]]) -> None:
         self.out = out
-        self._codec = get_codec()
+        # No per-record schema check: `to_record` builds every field from typed SDK values
+        # (strings, ints, string maps), so the check would only cost the exporter's time.
+        self._codec = get_codec(validate=False)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        for span in spans:
-            record = to_record(span)
-            key = record.attributes.get(attr.AGENTSTREAM_SESSION_ID) or record.trace_id
-            self.out.put((key.encode(), self._codec.encode(record)))
+        for message in span_batches.pack((to_record(span) for span in spans), self._codec):
+            self.out.put(message)
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from sinks.clickhouse import connect
 from streams.events.codecs import get_codec
-from streams.events.records import Span
 from streams.kafka.processes import WorkerProcess
+from streams.telemetry import span_batches
 from tests.faults.load import Load, count, report, settle, stored_spans
 from tests.harness import Pipeline
 
@@ -54,7 +54,7 @@ async def test_sink_killed_twice_and_clickhouse_away_for_60s(pipeline: Pipeline)
     figures = count(responses, set(load.sent))
 
     codec = get_codec()
-    spans = [codec.decode(m.value, Span) for m in await pipeline.read_topic("traces")]
+    spans = [s for m in await pipeline.read_topic("traces") for s in span_batches.unpack(m.value, codec)]
     span_ids = {s.span_id for s in spans}
     decided = {
         s.attributes["agentstream.request.id"]

@@ -8,7 +8,8 @@ import time
 import uuid
 
 from streams.events.codecs import get_codec
-from streams.events.records import DeadLetter, Escalation, Request, Routed, Span, now_ms
+from streams.events.records import DeadLetter, Escalation, Request, Routed, now_ms
+from streams.telemetry import span_batches
 from tests.harness import Pipeline
 
 CASES = [
@@ -150,7 +151,9 @@ async def test_a_session_belongs_to_the_user_of_its_first_request(pipeline: Pipe
     assert owner.status == "ok", "the owner keeps using the session"
     deadline = time.monotonic() + 60
     while True:  # spans are exported in batches: wait for the owner's LLM call to show up
-        spans = [get_codec().decode(m.value, Span) for m in await pipeline.read_topic("traces")]
+        spans = [
+            s for m in await pipeline.read_topic("traces") for s in span_batches.unpack(m.value, get_codec())
+        ]
         llm_calls = collections.Counter(
             s.attributes.get("agentstream.request.id")
             for s in spans

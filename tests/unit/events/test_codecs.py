@@ -9,6 +9,7 @@ import io
 import json
 import random
 import shutil
+import typing
 from pathlib import Path
 
 import avro.io
@@ -36,7 +37,7 @@ def _samples() -> dict[str, object]:
         r.ContextMessage(role="assistant", content="Haben Sie den Link in der E-Mail benutzt?"),
     ]
     ids = {"request_id": "req-7f3a", "session_id": "sess-19", "user_id": "u-42"}
-    return {
+    samples: dict[str, object] = {
         "request": r.Request(
             **ids,
             tenant_id="acme",
@@ -214,6 +215,9 @@ def _samples() -> dict[str, object]:
             updated_ms=T0 + 5,
         ),
     }
+    span = typing.cast(r.Span, samples["span"])
+    samples["span_batch"] = r.SpanBatch(spans=[span, dataclasses.replace(span, span_id="b7ad6b7169203331")])
+    return samples
 
 
 SAMPLES = _samples()

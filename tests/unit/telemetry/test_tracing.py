@@ -9,6 +9,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from streams.events.codecs import get_codec
 from streams.events.records import Span
 from streams.telemetry import attributes as attr
+from streams.telemetry import span_batches
 from streams.telemetry.tracing import (
     QueueSpanExporter,
     headers_with_context,
@@ -33,7 +34,7 @@ def _drain(out: queue.SimpleQueue[tuple[bytes, bytes]]) -> list[tuple[bytes, Spa
     items = []
     while not out.empty():
         key, value = out.get_nowait()
-        items.append((key, get_codec().decode(value, Span)))
+        items.extend((key, span) for span in span_batches.unpack(value, get_codec()))
     return items
 
 

@@ -1,0 +1,83 @@
+"""Spans go to Kafka one batch per session per export, and read back whole, in either shape."""
+
+import queue
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from streams.events.codecs import DecodeError, get_codec
+from streams.events.records import Request, Span, SpanBatch
+from streams.telemetry import attributes as attr
+from streams.telemetry import span_batches
+from streams.telemetry.tracing import QueueSpanExporter
+
+
+def _span(i: int, session: str = "", text: str = "") -> Span:
+    return Span(
+        trace_id=f"{i:032x}", span_id=f"{i:016x}", name=f"span {i}", kind="Internal",
+        service_name="test", start_time_unix_nano=i, end_time_unix_nano=i + 1,
+        attributes={attr.AGENTSTREAM_SESSION_ID: session, "text": text} if session else {"text": text},
+    )
+
+
+def test_one_message_per_session_keyed_by_it_holding_that_sessions_spans_in_order() -> None:
+    spans = [_span(1, "s1"), _span(2, "s2"), _span(3, "s1"), _span(4)]
+    messages = span_batches.pack(spans, get_codec())
+    by_key = {key: span_batches.unpack(value, get_codec()) for key, value in messages}
+    assert len(messages) == 3
+    assert [s.span_id for s in by_key[b"s1"]] == [_span(1).span_id, _span(3).span_id]
+    assert [s.span_id for s in by_key[b"s2"]] == [_span(2).span_id]
+    assert by_key[_span(4).trace_id.encode()] == [_span(4)], "no session: keyed by its trace"
+
+
+def test_a_batch_over_the_byte_cap_is_split_and_loses_nothing() -> None:
+    spans = [_span(i, "s1", text="x" * 1000) for i in range(40)]
+    messages = span_batches.pack(spans, get_codec(), max_bytes=8_000)
+    assert len(messages) > 1 and all(len(value) <= 8_000 for _, value in messages)
+    assert {key for key, _ in messages} == {b"s1"}
+    read = [s for _, value in messages for s in span_batches.unpack(value, get_codec())]
+    assert read == spans, "every span, once, in order"
+
+
+def test_a_single_span_larger_than_the_cap_still_goes_alone() -> None:
+    big = _span(1, "s1", text="y" * 20_000)
+    [(key, value)] = span_batches.pack([big], get_codec(), max_bytes=8_000)
+    assert key == b"s1" and span_batches.unpack(value, get_codec()) == [big]
+
+
+def test_a_single_span_message_reads_as_one_span() -> None:
+    """What the topic held before batches, and what a replay report still publishes."""
+    assert span_batches.unpack(get_codec().encode(_span(7, "s7")), get_codec()) == [_span(7, "s7")]
+
+
+def test_anything_else_is_a_decode_error_with_the_reason() -> None:
+    other = get_codec().encode(
+        Request(request_id="r", session_id="s", user_id="u", tenant_id="t", text="hi", created_ms=1)
+    )
+    with pytest.raises(DecodeError, match="expected Span, got Request"):
+        span_batches.unpack(other, get_codec())
+    with pytest.raises(DecodeError, match="single-object"):
+        span_batches.unpack(b"not avro at all", get_codec())
+    truncated = get_codec().encode(SpanBatch(spans=[_span(1, "s1")]))[:-3]
+    with pytest.raises(DecodeError):
+        span_batches.unpack(truncated, get_codec())
+
+
+def test_the_exporter_queues_one_batch_per_session_of_an_export() -> None:
+    out: queue.SimpleQueue[tuple[bytes, bytes]] = queue.SimpleQueue()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(QueueSpanExporter(out), schedule_delay_millis=60_000))
+    tracer = provider.get_tracer("test")
+    for i in range(10):
+        with tracer.start_as_current_span(f"op {i}", attributes={attr.AGENTSTREAM_SESSION_ID: f"s{i % 2}"}):
+            pass
+    provider.force_flush()
+    messages = []
+    while not out.empty():
+        messages.append(out.get_nowait())
+    assert sorted(key for key, _ in messages) == [b"s0", b"s1"]
+    names = {key: [s.name for s in span_batches.unpack(v, get_codec())] for key, v in messages}
+    assert names[b"s0"] == [f"op {i}" for i in range(0, 10, 2)]
+    assert names[b"s1"] == [f"op {i}" for i in range(1, 10, 2)]
+    provider.shutdown()
