@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 import uuid
@@ -17,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from streams.client import AgentStreamClient
 from streams.config.settings import Settings
 from streams.events.codecs import get_codec
-from streams.events.records import Response
+from streams.events.records import Executed, Response
 from streams.kafka.processes import WorkerProcess, environment_for
 from streams.kafka.topic_reader import read_all
 from streams.kafka.topics import ensure_topics
@@ -103,6 +104,16 @@ class Pipeline:
                 logs = "\n".join(w.log()[-3000:] for w in self.workers)
                 raise AssertionError(f"{len(missing)} request(s) unanswered: {sorted(missing)[:5]}\n{logs}")
             await asyncio.sleep(0.5)
+
+    async def executed_steps(self, request_id: str) -> list[dict[str, Any]]:
+        """The steps of a request's last `Executed` record (a finished task's steps live there,
+        the session keeps a line per finished task)."""
+        executed = [
+            e for e in (get_codec().decode(m.value, Executed) for m in await self.read_topic("executed"))
+            if e.request_id == request_id
+        ]
+        assert executed, f"no Executed record for {request_id}"
+        return [dataclasses.asdict(step) for step in executed[-1].steps]
 
     async def sessions_changelog(self) -> dict[str, Any]:
         """Latest value per key of the sessions changelog, decoded."""

@@ -118,6 +118,20 @@ class Hold(HoldSpec, kw_only=True):
     decision: DecisionRecord | None = None  # once decided
 
 
+class Finished(msgspec.Struct, kw_only=True):
+    """A finished task as its session remembers it: what the refund window needs, and a line of
+    record. Its steps are in `agentstream.executed.v1` and its trace, not in the session value,
+    which every step of later tasks writes whole: with full tasks kept here, a session at its
+    history cap wrote ~40 kB per step and answered at half the rate of a new one."""
+
+    request_id: str
+    status: TaskStatus
+    created_ms: int = 0
+    finished_ms: int = 0
+    steps: int = 0
+    refunded: float = 0.0  # the refunds its tool calls executed
+
+
 class Turn(msgspec.Struct):
     role: str
     content: str
@@ -140,7 +154,8 @@ class Session(msgspec.Struct, kw_only=True):
     user_id: str
     tenant_id: str
     conversation: list[Turn] = msgspec.field(default_factory=list)
-    history: list[Task] = msgspec.field(default_factory=list)
+    history: list[Task] = msgspec.field(default_factory=list)  # whole tasks, as finished before `finished` existed
+    finished: list[Finished] = msgspec.field(default_factory=list)
     holds: list[Hold] = msgspec.field(default_factory=list)
     handled: dict[str, int] = msgspec.field(default_factory=dict)  # request id -> taken in (ms), kept for the dedup window
     trimmed: Trimmed | None = None

@@ -16,6 +16,7 @@ import orjson
 
 from streams.state.model import (
     DecisionRecord,
+    Finished,
     HeldTask,
     Hold,
     HoldSpec,
@@ -184,16 +185,34 @@ def record_step(s: Session, request_id: str, step: StepState, now: int) -> Sessi
 
 
 def finish_task(
-    s: Session, request_id: str, status: Outcome, answer: str, hold: HoldSpec | None, now: int
+    s: Session,
+    request_id: str,
+    status: Outcome,
+    answer: str,
+    hold: HoldSpec | None,
+    now: int,
+    *,
+    refunded: float = 0.0,
 ) -> Session:
-    """Moves the task at the head of the queue to the history. A `hold` (a held tool call, or an
-    answer a human must see first) is kept pending with what it takes to resume the task."""
+    """Takes the task at the head of the queue off it, leaving a `Finished` line with the
+    refunds its run executed. A `hold` (a held tool call, or an answer a human must see first)
+    is kept pending with what it takes to resume the task."""
     s = copied(s)
     task = s.queue.pop(0)
     assert task.request_id == request_id
-    task.status = status
-    s.history.append(task)
-    del s.history[:-MAX_HISTORY]
+    s.finished.append(
+        Finished(
+            request_id=request_id,
+            status=status,
+            created_ms=int(task.routed.get("created_ms", 0)),
+            finished_ms=now,
+            steps=len(task.steps),
+            refunded=refunded,
+        )
+    )
+    del s.finished[:-MAX_HISTORY]
+    # Whole tasks from before `finished` existed give way to it, oldest first.
+    del s.history[: max(0, len(s.history) + len(s.finished) - MAX_HISTORY)]
     if not task.follow_up:
         s.conversation.append(Turn("user", task.routed["text"], request_id))
     if answer:
@@ -341,13 +360,14 @@ def _edited_arguments(text: str) -> str:
 
 
 def cap_size(s: Session, max_bytes: int = MAX_SESSION_BYTES) -> Session:
-    """Keeps a session value under `max_bytes` of JSON: finished history goes first (oldest
-    first), then the oldest conversation turns. The trim is recorded in the value."""
+    """Keeps a session value under `max_bytes` of JSON: whole finished tasks of an older value
+    go first, then the oldest conversation turns, then (never in practice: a line is ~150
+    bytes) the oldest finished-task lines, which the refund window counts on. The trim is recorded in the value."""
     size = _size(s)
     if size <= max_bytes:
         return s
     trimmed = 0
-    for entries in (s.history, s.conversation):
+    for entries in (s.history, s.conversation, s.finished):
         while entries and size > max_bytes:
             entries.pop(0)
             trimmed += 1

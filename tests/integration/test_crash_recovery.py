@@ -45,8 +45,10 @@ async def test_session_state_survives_sigkill_and_sessions_continue(pipeline: Pi
     before = await pipeline.sessions_changelog()
     expected_digest = await changelog_digest(pipeline)
     assert set(before) == set(sessions)
-    assert all(len(s["history"]) == 3 and not s["queue"] for s in before.values())
-    refund_steps = [st["kind"] for st in before["crash-s0"]["history"][1]["steps"]]
+    assert all(len(s["finished"]) == 3 and not s["queue"] for s in before.values())
+    refund = before["crash-s0"]["finished"][1]
+    assert refund["refunded"] == 40.0 and refund["steps"] == 4
+    refund_steps = [st["kind"] for st in await pipeline.executed_steps(refund["request_id"])]
     assert refund_steps == ["llm_call", "tool_call", "tool_result", "llm_call"]
     first.kill()
 
@@ -62,8 +64,8 @@ async def test_session_state_survives_sigkill_and_sessions_continue(pipeline: Pi
     await asyncio.sleep(1.5)
     after = await pipeline.sessions_changelog()
     for s in sessions:
-        assert after[s]["history"][:3] == before[s]["history"], "old steps kept exactly"
-        assert len(after[s]["history"]) == 4
+        assert after[s]["finished"][:3] == before[s]["finished"], "finished tasks kept exactly"
+        assert len(after[s]["finished"]) == 4
         convo = [m["content"] for m in after[s]["conversation"] if m["role"] == "user"]
         assert convo == [*texts, "Thanks, where is order 1?"]
 
@@ -115,8 +117,9 @@ async def test_tasks_resume_at_their_last_step_and_tools_run_once(pipeline: Pipe
     final = await pipeline.sessions_changelog()
     for sid, s in mid.items():
         if s["queue"] and s["queue"][0]["steps"]:
-            done = final[sid]["history"][-1]["steps"]
-            before = s["queue"][0]["steps"]
+            assert final[sid]["finished"][-1]["request_id"] == s["queue"][0]["request_id"]
+            done = await pipeline.executed_steps(s["queue"][0]["request_id"])
+            before = [{k: v for k, v in step.items() if k != "call_id"} for step in s["queue"][0]["steps"]]
             # Resumed from the last recorded step: every step recorded before the kill is kept.
             assert done[: len(before) - 1] == before[:-1]
     ledger = pipeline.ledger()

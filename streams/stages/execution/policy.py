@@ -5,11 +5,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from streams.config.pipeline import PolicyConfig
-from streams.state.model import StepState, Task
+from streams.state.model import Session, StepState
 
 SENSITIVE_ARGS = ("ssn", "card_number", "password", "date_of_birth")
 
@@ -57,9 +57,11 @@ def refund_amount(value: Any) -> float | None:
     return amount if math.isfinite(amount) and amount > 0 else None
 
 
-def refunded(tasks: Iterable[Task], since_ms: int) -> float:
-    """Sum of the refunds executed by tasks created at or after `since_ms`."""
-    return sum(refunded_by(t.steps) for t in tasks if int(t.routed.get("created_ms", 0)) >= since_ms)
+def refunded(session: Session, since_ms: int) -> float:
+    """Sum of the refunds executed by the session's finished tasks created at or after `since_ms`
+    (whole tasks of a value written before `finished` existed included)."""
+    before = sum(refunded_by(t.steps) for t in session.history if int(t.routed.get("created_ms", 0)) >= since_ms)
+    return before + sum(f.refunded for f in session.finished if f.created_ms >= since_ms)
 
 
 def refunded_by(steps: Sequence[StepState]) -> float:

@@ -35,7 +35,7 @@ from streams.stages.execution.logic import (
     canonical_args,
     plan_next,
 )
-from streams.stages.execution.policy import refunded
+from streams.stages.execution.policy import refunded, refunded_by
 from streams.stages.execution.tools import DEMO_TOOLS, ToolLedger, tools_for
 from streams.stages.verification.logic import Checks, findings
 from streams.state import sessions as state
@@ -274,7 +274,7 @@ class TaskRunner:
         ex, policy = cfg.execution, cfg.policy
         domain = cfg.domains[routed["domain"]]
         since = now_ms() - int(policy.refund_window_s * 1000)
-        refunded_before = refunded(self.sessions[sid].history, since)
+        refunded_before = refunded(self.sessions[sid], since)
         while True:
             session = self.sessions[sid]  # decoded afresh each turn: the steps written since
             steps = _task_steps(session, request_id)
@@ -524,7 +524,10 @@ class TaskRunner:
         await self.settle(executed)
         await self._fence(sid)
         self.write(
-            sid, state.finish_task(self.sessions[sid], request_id, fin.status, answer, hold, now_ms())
+            sid,
+            state.finish_task(
+                self.sessions[sid], request_id, fin.status, answer, hold, now_ms(), refunded=refunded_by(used)
+            ),
         )
 
 

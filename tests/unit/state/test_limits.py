@@ -56,7 +56,8 @@ def test_session_value_is_capped_oldest_history_first() -> None:
     size = len(state.dump(s))
     assert size <= state.MAX_SESSION_BYTES
     assert s.trimmed is not None and s.trimmed.entries > 0 and s.trimmed.bytes <= state.MAX_SESSION_BYTES
-    assert s.history[-1].request_id == "r29", "the newest history is kept"
+    assert s.finished[-1].request_id == "r29", "the newest finished task is kept"
+    assert len(s.finished) == state.MAX_HISTORY, "finished tasks are lines: the cap keeps them all"
 
 
 def _v(n: int, epoch: int = 0) -> state.Session:

@@ -126,17 +126,26 @@ def test_refund_amounts_that_are_not_positive_numbers_are_held_never_run() -> No
 
 
 def test_small_refunds_that_add_up_past_the_session_limit_are_held() -> None:
-    from streams.stages.execution.policy import refunded
+    from streams.stages.execution.policy import refunded, refunded_by
+    from streams.state import sessions as state
 
-    def finished(rid: str, amount: float, created_ms: int) -> Task:
+    def refund(amount: float) -> list[StepState]:
         steps = tool(1, "issue_refund", {"order_id": "1", "amount": amount}, "c1")
         steps[1].result = json.dumps({"order_id": "1", "amount": amount, "refund_id": "R"})
-        return Task(request_id=rid, routed={"created_ms": created_ms}, steps=[llm(0), *steps])
+        return [llm(0), *steps]
 
     limit = CFG.policy.refund_session_limit
-    history = [finished(f"r{i}", 90.0, 10_000 + i) for i in range(int(limit // 90))]
+    n = int(limit // 90)
+    history = state.new_session("s", "u", "t")
+    # The first as a value written before `finished` existed keeps it: a whole task in `history`.
+    history.history.append(Task(request_id="r0", routed={"created_ms": 10_000}, steps=refund(90.0)))
+    for i in range(1, n):
+        steps = refund(90.0)
+        history.queue.append(Task(request_id=f"r{i}", routed={"created_ms": 10_000 + i, "text": "t"}, steps=steps))
+        history = state.finish_task(history, f"r{i}", "ok", "done", None, 15_000, refunded=refunded_by(steps))
+    assert [f.refunded for f in history.finished] == [90.0] * (n - 1) and len(history.history) == 1
     before = refunded(history, since_ms=0)
-    assert before == 90.0 * len(history) and before + 90 > limit
+    assert before == 90.0 * n and before + 90 > limit
     step = llm(0, calls=[{"id": "c1", "name": "issue_refund", "arguments": {"order_id": "1", "amount": 90}}])
     held = plan_next("req-9", [step], CFG.execution, CFG.policy, before)
     assert isinstance(held, Finish) and held.status == "escalated" and "total" in held.reasons[0]

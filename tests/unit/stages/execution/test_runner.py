@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from dataclasses import asdict, replace
 from typing import Any
@@ -16,7 +17,7 @@ from streams.llm.simulator import SimulatedProvider, SimulatorConfig
 from streams.stages.execution.runner import FALLBACK_ANSWER, TaskRunner
 from streams.stages.execution.tools import ToolLedger
 from streams.state import sessions as state
-from streams.state.model import Session, Task
+from streams.state.model import Session, StepState, Task
 from streams.state.store import MemorySessions
 
 CFG = load_config()
@@ -83,7 +84,10 @@ async def test_a_task_resumes_at_its_last_recorded_step(tmp_path) -> None:
     runner, table, out = make_runner(sim, tmp_path)
     item = routed("r-resume", "s2", "Please refund $40 for order 1234")
     await run_all(runner, table, [item])
-    finished = table["s2"].history[0].steps
+    # The finished task's steps travel on in its Executed record; the session keeps a line.
+    [line] = table["s2"].finished
+    assert (line.request_id, line.status, line.steps, line.refunded) == ("r-resume", "ok", 4, 40.0)
+    finished = [StepState(**dataclasses.asdict(s)) for s in out[0].steps]  # type: ignore[arg-type]
     assert [s.kind for s in finished] == ["llm_call", "tool_call", "tool_result", "llm_call"]
 
     # A second worker finds the task with only its first two steps recorded (the tool call had
@@ -94,7 +98,7 @@ async def test_a_task_resumes_at_its_last_recorded_step(tmp_path) -> None:
         table2["s2"] = state.record_step(table2["s2"], "r-resume", replace_step(step, status="started") if step.kind == "tool_call" else step, 0)
     runner2.kick("s2")
     await asyncio.gather(*runner2.inflight.values())
-    resumed = table2["s2"].history[0].steps
+    resumed = [StepState(**dataclasses.asdict(s)) for s in out2[0].steps]  # type: ignore[arg-type]
     assert [s.kind for s in resumed] == ["llm_call", "tool_call", "tool_result", "llm_call"]
     assert resumed[0] == finished[0] and resumed[1].idempotency_key == finished[1].idempotency_key
     assert json.loads(resumed[2].result) == json.loads(finished[2].result)

@@ -165,7 +165,7 @@ def test_record_step_leaves_the_value_it_was_given_untouched() -> None:
     after = state.record_step(s, "r2", llm(0, "yo"), 1_004)
     assert s == before, "the table's current value (maybe not yet serialized) is not mutated"
     assert len(after.queue[0].steps) == 1 and not s.queue[0].steps
-    assert after.history is s.history, "untouched parts are shared, not copied"
+    assert after.finished is s.finished and after.conversation is s.conversation, "untouched parts are shared, not copied"
 
 
 def test_a_redelivered_decision_never_approves_a_later_hold_of_the_same_request() -> None:
