@@ -45,12 +45,12 @@ def emit(**fields: object) -> None:
     print(json.dumps({"bench": "pipeline", **fields}), flush=True)
 
 
-def requests(n: int, sessions: int) -> list[Request]:
+def requests(n: int, sessions: int, prefix: str = "") -> list[Request]:
     return [
         Request(
             request_id=uuid.uuid4().hex,
-            session_id=f"s{i % sessions}",
-            user_id=f"u{i % sessions}",
+            session_id=f"{prefix}s{i % sessions}",
+            user_id=f"{prefix}u{i % sessions}",
             text=TEXTS[i % len(TEXTS)],
             context=[],
             metadata={},
@@ -86,9 +86,11 @@ async def consumer_at_end(bootstrap: str, topic: str, isolation: str) -> AIOKafk
     return consumer
 
 
-async def drive(bootstrap: str, in_topic: str, out_topic: str, isolation: str, n: int, sessions: int) -> float:
+async def drive(
+    bootstrap: str, in_topic: str, out_topic: str, isolation: str, n: int, sessions: int, prefix: str = ""
+) -> float:
     """Sends n requests and returns records/s until every request id came out the other end."""
-    reqs = requests(n, sessions)
+    reqs = requests(n, sessions, prefix)
     wanted = {r.request_id for r in reqs}
     consumer = await consumer_at_end(bootstrap, out_topic, isolation)
     codec = get_codec()
@@ -177,12 +179,14 @@ async def raw_hops(bootstrap: str, partitions: int, n: int, sessions: int) -> fl
 
 
 @contextlib.asynccontextmanager
-async def pipeline_worker(bootstrap: str, tracing: bool, tmp: Path) -> AsyncIterator[tuple[str, ...]]:
+async def pipeline_worker(
+    bootstrap: str, tracing: bool, tmp: Path, label: str = ""
+) -> AsyncIterator[tuple[str, ...]]:
     """A started, warmed-up worker in its own namespace; yields `drive`'s first four arguments."""
     settings = Settings(
         kafka_bootstrap_servers=bootstrap,
         namespace=f"-bp{uuid.uuid4().hex[:8]}",
-        data_dir=tmp / f"tracing-{tracing}",
+        data_dir=tmp / (label or f"tracing-{tracing}"),
     )
     await ensure_topics(settings)
     env = environment_for(
@@ -215,6 +219,24 @@ async def tracing_on_and_off(bootstrap: str, n: int, sessions: int, tmp: Path, r
     return chunk * rounds / spent[True], chunk * rounds / spent[False]
 
 
+async def session_age(bootstrap: str, tmp: Path, sessions: int = 100, chunk: int = 500, rounds: int = 4) -> tuple[float, float]:
+    """Requests/s on sessions that have finished 21 tasks each (past the 20 a session keeps a
+    line for) against sessions that are new, in one worker, alternating rounds of `chunk`
+    requests over `sessions` sessions each: the same concurrency, only the sessions' age
+    differs. Every step of a task writes its session value whole, so what a session keeps of
+    its past is paid again at every step."""
+    spent = {"aged": 0.0, "new": 0.0}
+    async with pipeline_worker(bootstrap, True, tmp, label="session-age") as args:
+        await drive(*args, sessions * 21, sessions, "aged-")
+        for r in range(rounds):
+            for kind in ("aged", "new") if r % 2 == 0 else ("new", "aged"):
+                prefix = "aged-" if kind == "aged" else f"new{r}-"
+                rate = await drive(*args, chunk, sessions, prefix)
+                emit(metric="session_age_round_req_per_s", round=r, sessions_kind=kind, value=round(rate, 1))
+                spent[kind] += chunk / rate
+    return chunk * rounds / spent["aged"], chunk * rounds / spent["new"]
+
+
 async def main(n: int, sessions: int, scale: bool) -> None:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     partitions = Settings().partitions
@@ -233,6 +255,10 @@ async def main(n: int, sessions: int, scale: bool) -> None:
     emit(metric="pipeline_over_raw_hops", value=round(on / hops, 4), target=0.25)
     emit(metric="pipeline_over_faust_hops", value=round(on / faust, 4))
     emit(metric="tracing_on_over_off", value=round(on / off, 3), target=0.90)
+    aged, young = await session_age(bootstrap, tmp)
+    emit(metric="aged_sessions_req_per_s", value=round(aged, 1), finished_tasks_per_session=21)
+    emit(metric="new_sessions_req_per_s", value=round(young, 1))
+    emit(metric="aged_over_new_sessions", value=round(aged / young, 3))
     if scale:
         from bench import bench_scale  # fan-out, latency, 1 vs 2 workers, restart and memory
 
