@@ -1,6 +1,7 @@
 """Pipeline throughput against what Kafka itself allows here, measured in the same run.
 
     python bench/bench_pipeline.py --requests 3000 --sessions 500   # then every bench_scale.py figure
+    python bench/bench_pipeline.py --session-age-only               # aged against new sessions
 
 Baseline: three plain aiokafka relay hops in one separate process (the pipeline's worker is one
 process too), each hop decoding the Avro request and encoding it again, same payloads, same
@@ -237,6 +238,13 @@ async def session_age(bootstrap: str, tmp: Path, sessions: int = 100, chunk: int
     return chunk * rounds / spent["aged"], chunk * rounds / spent["new"]
 
 
+async def session_age_figures(bootstrap: str, tmp: Path) -> None:
+    aged, young = await session_age(bootstrap, tmp)
+    emit(metric="aged_sessions_req_per_s", value=round(aged, 1), finished_tasks_per_session=21)
+    emit(metric="new_sessions_req_per_s", value=round(young, 1))
+    emit(metric="aged_over_new_sessions", value=round(aged / young, 3))
+
+
 async def main(n: int, sessions: int, scale: bool) -> None:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     partitions = Settings().partitions
@@ -255,10 +263,7 @@ async def main(n: int, sessions: int, scale: bool) -> None:
     emit(metric="pipeline_over_raw_hops", value=round(on / hops, 4), target=0.25)
     emit(metric="pipeline_over_faust_hops", value=round(on / faust, 4))
     emit(metric="tracing_on_over_off", value=round(on / off, 3), target=0.90)
-    aged, young = await session_age(bootstrap, tmp)
-    emit(metric="aged_sessions_req_per_s", value=round(aged, 1), finished_tasks_per_session=21)
-    emit(metric="new_sessions_req_per_s", value=round(young, 1))
-    emit(metric="aged_over_new_sessions", value=round(aged / young, 3))
+    await session_age_figures(bootstrap, tmp)
     if scale:
         from bench import bench_scale  # fan-out, latency, 1 vs 2 workers, restart and memory
 
@@ -273,8 +278,18 @@ if __name__ == "__main__":
     parser.add_argument(
         "--no-scale", action="store_true", help="throughput only, without bench_scale.py's figures"
     )
+    parser.add_argument(
+        "--session-age-only", action="store_true", help="only the aged against new sessions figure"
+    )
     args = parser.parse_args()
     if args.relay:
         asyncio.run(relay_main(os.environ["KAFKA_BOOTSTRAP_SERVERS"], args.relay))
+    elif args.session_age_only:
+        asyncio.run(
+            session_age_figures(
+                os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+                Path(tempfile.mkdtemp(prefix="bench-pipeline-")),
+            )
+        )
     else:
         asyncio.run(main(args.requests, args.sessions, not args.no_scale))

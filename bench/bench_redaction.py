@@ -3,14 +3,17 @@
     python bench/bench_redaction.py [--rounds 20]
 
 Prints JSON lines: `quality` (recall over PII values, false-positive rate over ordinary texts,
-per-label recall) and `speed` (corpus texts redacted per second, against `json.dumps` of the
-same texts as the baseline every prompt pays anyway; the ratio is what redaction adds).
+per-label recall), `speed` (corpus texts redacted per second, against `json.dumps` of the
+same texts as the baseline every prompt pays anyway; the ratio is what redaction adds) and
+`tool_prompts` (prompts of a tool-using call with a new tool-call id each, redacted with the
+runner's cache, against `json.loads` of the same prompts).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
 import json
 import sys
 import time
@@ -62,6 +65,37 @@ def main() -> None:
         "redacted_per_s": round(n / took), "baseline_dumps_per_s": round(n / baseline),
         "ratio_to_baseline": round(baseline / took, 4),
     }))
+    prompts = _tool_prompts(args.rounds * 50)
+    cached = Redactor()  # as the runner's: repeated messages are redacted once
+    started = time.perf_counter()
+    for p in prompts:
+        json.loads(p)
+    baseline = time.perf_counter() - started
+    started = time.perf_counter()
+    for p in prompts:
+        cached.redact_structured(p)
+    took = time.perf_counter() - started
+    print(json.dumps({
+        "bench": "redaction", "kind": "tool_prompts", "prompts": len(prompts),
+        "redacted_per_s": round(len(prompts) / took), "baseline_loads_per_s": round(len(prompts) / baseline),
+        "ratio_to_baseline": round(baseline / took, 4),
+    }))
+
+
+def _tool_prompts(n: int) -> list[str]:
+    """The second LLM call of a tool-using request, as the runner redacts it for its span: the
+    system prompt and question repeat across requests, the tool-call id is new every time."""
+    prompts = []
+    for i in range(n):
+        call_id = "call_" + hashlib.sha256(str(i).encode()).hexdigest()[:24]
+        prompts.append(json.dumps([
+            {"role": "system", "content": "You are the support agent for orders and refunds."},
+            {"role": "user", "content": "Where is my order 1234?"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"id": call_id, "name": "lookup_order", "arguments": {"order_id": "1234"}}]},
+            {"role": "tool", "tool_call_id": call_id, "content": json.dumps({"order_id": "1234", "status": "shipped"})},
+        ]))
+    return prompts
 
 
 if __name__ == "__main__":
