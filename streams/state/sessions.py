@@ -362,7 +362,8 @@ def _edited_arguments(text: str) -> str:
 def cap_size(s: Session, max_bytes: int = MAX_SESSION_BYTES) -> Session:
     """Keeps a session value under `max_bytes` of JSON: whole finished tasks of an older value
     go first, then the oldest conversation turns, then (never in practice: a line is ~150
-    bytes) the oldest finished-task lines, which the refund window counts on. The trim is recorded in the value."""
+    bytes) the oldest finished-task lines, which the refund window counts on. The trim is
+    recorded in the value."""
     size = _size(s)
     if size <= max_bytes:
         return s
