@@ -373,6 +373,11 @@ class Codec:
         )
 
 
+def as_dict(event: Any) -> dict[str, Any]:
+    """An event dataclass as the plain dict its schema encodes (nested records as dicts)."""
+    return _to_dict_fn(type(event))(event)  # type: ignore[arg-type]  # typeshed: a class is Hashable
+
+
 @functools.cache
 def get_codec(*, validate: bool = True) -> Codec:
     """The process-wide codec over SCHEMA_DIR, loaded once; immutable afterwards.

@@ -12,8 +12,9 @@ topic that still holds single spans, or a replay report's span, reads as before.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from streams.events.codecs import Codec
+from streams.events.codecs import Codec, as_dict
 from streams.events.records import Span, SpanBatch
 from streams.telemetry import attributes as attr
 
@@ -22,25 +23,34 @@ MAX_BATCH_BYTES = 256 * 1024
 message limit, and small enough that one message never holds up the sink's batches for long."""
 
 
-def session_key(span: Span) -> bytes:
+SpanRecord = Span | dict[str, Any]
+"""A span as the `Span` dataclass, or as the plain dict of its Avro record (`tracing.SpanRecords`,
+the exporter's path)."""
+
+
+def session_key(span: SpanRecord) -> bytes:
     """The Kafka key of a span: its session, or its trace when it has none."""
-    return (span.attributes.get(attr.AGENTSTREAM_SESSION_ID) or span.trace_id).encode()
+    if isinstance(span, Span):
+        return (span.attributes.get(attr.AGENTSTREAM_SESSION_ID) or span.trace_id).encode()
+    key: str = span["attributes"].get(attr.AGENTSTREAM_SESSION_ID) or span["trace_id"]
+    return key.encode()
 
 
-def pack(spans: Iterable[Span], codec: Codec, max_bytes: int = MAX_BATCH_BYTES) -> list[tuple[bytes, bytes]]:
+def pack(spans: Iterable[SpanRecord], codec: Codec, max_bytes: int = MAX_BATCH_BYTES) -> list[tuple[bytes, bytes]]:
     """(key, value) messages holding `spans`: one `SpanBatch` per session, split in halves
     while a batch of several spans encodes larger than `max_bytes`."""
-    by_key: dict[bytes, list[Span]] = {}
+    by_key: dict[bytes, list[dict[str, Any]]] = {}
     for span in spans:
-        by_key.setdefault(session_key(span), []).append(span)
+        record = as_dict(span) if isinstance(span, Span) else span
+        by_key.setdefault(session_key(record), []).append(record)
     out: list[tuple[bytes, bytes]] = []
     for key, group in by_key.items():
         out.extend((key, value) for value in _encode(group, codec, max_bytes))
     return out
 
 
-def _encode(spans: list[Span], codec: Codec, max_bytes: int) -> list[bytes]:
-    value = codec.encode(SpanBatch(spans=spans))
+def _encode(spans: list[dict[str, Any]], codec: Codec, max_bytes: int) -> list[bytes]:
+    value = codec.encode_dict(SpanBatch.SCHEMA, {"spans": spans})
     if len(value) <= max_bytes or len(spans) == 1:
         return [value]
     half = len(spans) // 2

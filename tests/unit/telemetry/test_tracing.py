@@ -74,3 +74,59 @@ def test_attribute_values_are_stringified_as_the_collector_table_keeps_them() ->
     [(_, record)] = _drain(out)
     assert record.attributes["n"] == "3" and record.attributes["ok"] == "true"
     assert record.attributes["tags"] == '["a", "b"]'
+
+
+def test_the_exporters_dict_path_encodes_byte_for_byte_what_to_record_defines() -> None:
+    """`SpanRecords` is the exporter's fast path; `to_record` the readable definition."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+    from opentelemetry.trace import Link, SpanKind
+
+    from streams.events.records import SpanBatch
+    from streams.telemetry.tracing import SpanRecords, to_record
+
+    kept: list = []
+
+    class Keep(SpanExporter):
+        def export(self, spans):  # type: ignore[no-untyped-def]
+            kept.extend(spans)
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "svc", "deployment": "x"}))
+    provider.add_span_processor(SimpleSpanProcessor(Keep()))
+    tracer = provider.get_tracer("scope", "1.2")
+    with tracer.start_as_current_span("root", kind=SpanKind.SERVER) as root:
+        link = Link(root.get_span_context(), {"why": "retry", "n": 2})
+        with tracer.start_as_current_span(
+            "child",
+            links=[link],
+            attributes={
+                attr.AGENTSTREAM_SESSION_ID: "s1", "flag": True, "n": 3, "x": 0.5,
+                "list": ["a", "é"], "ints": [1, 2], "text": "ünï " * 50,
+            },
+        ) as child:
+            child.add_event("retry", {"attempt": 1, "ok": False})
+            mark_error(child, "timeout", "took too long")
+    records = SpanRecords()
+    codec = get_codec(validate=False)
+    assert len(kept) == 2
+    for span in kept:
+        assert codec.encode_dict("span_batch", {"spans": [records(span)]}) == codec.encode(
+            SpanBatch(spans=[to_record(span)])
+        )
+    [(_, value)] = span_batches.pack([records(kept[0])], codec)
+    assert span_batches.unpack(value, get_codec()) == [to_record(kept[0])]
+    # A span whose attributes are not the SDK's bounded dict reads through the public view.
+    assert SpanRecords()(_Plain(kept[0]))["attributes"] == records(kept[0])["attributes"]
+
+
+class _Plain:
+    """A `ReadableSpan` look-alike without the SDK's private attribute storage."""
+
+    def __init__(self, span: object) -> None:
+        self._span = span
+
+    def __getattr__(self, name: str) -> object:
+        if name == "_attributes":
+            raise AttributeError(name)
+        return getattr(self._span, name)
