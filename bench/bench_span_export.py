@@ -81,14 +81,17 @@ def make_spans(n_requests: int) -> list[ReadableSpan]:
     return keep.spans
 
 
-def per_span_us(spans: list[ReadableSpan], export: Callable[[Sequence[Any]], object], repeat: int = 7) -> float:
-    runs = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        for i in range(0, len(spans), EXPORT_BATCH):
-            export(spans[i : i + EXPORT_BATCH])
-        runs.append((time.perf_counter() - started) / len(spans) * 1e6)
-    return statistics.median(runs)
+def per_span_us(spans: list[ReadableSpan], exports: dict[str, Callable[[Sequence[Any]], object]], rounds: int = 9) -> dict[str, float]:
+    """Median µs per span of each way, the ways taking turns round by round (the machine's load
+    drifts; one way after the other measured the drift)."""
+    runs: dict[str, list[float]] = {way: [] for way in exports}
+    for _ in range(rounds):
+        for way, export in exports.items():
+            started = time.perf_counter()
+            for i in range(0, len(spans), EXPORT_BATCH):
+                export(spans[i : i + EXPORT_BATCH])
+            runs[way].append((time.perf_counter() - started) / len(spans) * 1e6)
+    return {way: statistics.median(r) for way, r in runs.items()}
 
 
 def main(n_spans: int) -> None:
@@ -97,13 +100,11 @@ def main(n_spans: int) -> None:
     records = SpanRecords()
     ready = [as_dict(to_record(s)) for s in spans]
     index = {id(s): i for i, s in enumerate(spans)}
-    figures = {
-        "typed": per_span_us(spans, lambda b: span_batches.pack([to_record(s) for s in b], codec)),
-        "dicts": per_span_us(spans, lambda b: span_batches.pack([records(s) for s in b], codec)),
-        "encode_only": per_span_us(
-            spans, lambda b: codec.encode_dict(SpanBatch.SCHEMA, {"spans": [ready[index[id(s)]] for s in b]})
-        ),
-    }
+    figures = per_span_us(spans, {
+        "typed": lambda b: span_batches.pack([to_record(s) for s in b], codec),
+        "dicts": lambda b: span_batches.pack([records(s) for s in b], codec),
+        "encode_only": lambda b: codec.encode_dict(SpanBatch.SCHEMA, {"spans": [ready[index[id(s)]] for s in b]}),
+    })
     for way, us in figures.items():
         print(json.dumps({"bench": "span_export", "way": way, "us_per_span": round(us, 1), "spans": len(spans)}))
     print(json.dumps({
