@@ -37,15 +37,6 @@ class AgentStreamApp(faust.App):
 
         return Services(self.agentstream_settings)
 
-    def on_init_dependencies(self) -> Any:
-        """Faust's own `Monitor` sensor is taken off the per-event path: it keeps statistics for
-        Faust's web views, which the worker does not serve, and its callbacks on every message,
-        stream event, send and table access were 1.4% of the worker's CPU under load (bench/README.md,
-        ninth session). Faust's consumer still records end offsets and commits on it directly."""
-        dependencies = super().on_init_dependencies()
-        self.sensors.remove(self.monitor)
-        return dependencies
-
     async def on_first_start(self) -> None:
         # Topics first, with their partition counts: auto-created topics break co-partitioning.
         await ensure_topics(self.agentstream_settings)
