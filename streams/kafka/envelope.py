@@ -9,7 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
@@ -26,19 +26,17 @@ T = TypeVar("T")
 
 async def publish(
     topic: Any, record: Any, headers: dict[str, bytes] | None = None, *, wait: bool = False
-) -> Awaitable[Any]:
+) -> None:
     """Keyed by session id: one session stays on one partition, in order.
 
     `headers` are built fresh per message (the trace context of the span that decided it), never
     copied from the input, so a stale `traceparent` is replaced rather than appended. With `wait`
     it returns only once the broker has the record (needed outside stream iteration, where no
-    offset commit flushes the producer first); without, it returns the delivery to await later,
-    so several records can be acknowledged in one round trip.
+    offset commit flushes the producer first).
     """
     fut = await topic.send(key=record.session_id.encode(), value=get_codec().encode(record), headers=headers or {})
     if wait:
         await fut
-    return cast(Awaitable[Any], fut)
 
 
 async def dead_letter(event: Any, reason: str) -> None:

@@ -60,14 +60,13 @@ async def _emit(executed: Executed, headers: dict[str, bytes] | None = None) -> 
     loop once saw a worker commit the verifier's input offset past an event whose answer never
     reached the outbox (1 of 3,000 requests, 10 SIGKILLs). The runner does not depend on that.
     """
-    sent = await publish(stream_topics.executed, executed, headers)
+    await publish(stream_topics.executed, executed, headers, wait=True)
     verdict = verify(executed, app.services.verifier_checks(executed.config_version))
     if verdict.escalation:
         # On the review queue before the user reads "escalated" (the verifier's copy is the same
         # escalation again; the queue keeps one per request and follow-up).
         await publish(stream_topics.escalations, verdict.escalation, headers, wait=True)
-    # Both acknowledged together: one round trip to the broker, not one each.
-    await asyncio.gather(sent, await publish(stream_topics.outbox, verdict.response, headers))
+    await publish(stream_topics.outbox, verdict.response, headers, wait=True)
 
 
 async def _settle(executed: Executed) -> None:

@@ -170,13 +170,9 @@ class Responder:
                 batches = await self._consumer.getmany(
                     timeout_ms=200, max_records=self.cfg.max_batch
                 )
-                if any(batches.values()):
-                    async with self._lock:
-                        # One transaction per partition, each on its own producer: run together,
-                        # the partitions of a turn wait for the slowest commit, not for the sum.
-                        await asyncio.gather(
-                            *(self._publish(tp, records) for tp, records in batches.items() if records)
-                        )
+                for tp, records in batches.items():
+                    if records:
+                        await self._publish(tp, records)
                 if self._unheld:
                     await self._retake_unheld()
                 self._expire()
@@ -186,38 +182,37 @@ class Responder:
             self._on_fatal(exc)
 
     async def _publish(self, tp: TopicPartition, records: list[Any]) -> None:
-        """One partition's batch in one transaction. Called with `_lock` held."""
-        if tp not in self._assigned or tp in self._unheld:
-            return  # revoked (the new owner reads these again) or rewound once retaken
-        part = self._owned[tp.partition]
-        fresh: dict[str, int] = {}
-        try:
-            async with part.producer.transaction():
-                sends = [f for msg in records for f in await self._one(part, tp.partition, msg, fresh)]
-                # Not joined while the records are in flight: aiokafka then produced before the
-                # partitions were in the transaction, and Kafka 4's verification refused them
-                # (NotEnoughReplicas, retried after a backoff: p90 of a lone answer 20 -> 115 ms).
-                await asyncio.gather(*sends)
-                await part.producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, self.cfg.group_id)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # Aborted, fenced or never begun: nothing of this batch is visible. The partition
-            # is taken again (a new producer: init_transactions resolves any half-done state)
-            # and read again from its committed offset; a revoke in the meantime hands the
-            # batch to the new owner instead.
-            kind = "fenced" if isinstance(exc, ProducerFenced) else "failed"
-            log.warning(
-                "responder: transaction on partition %d %s (%r); taking it again",
-                tp.partition,
-                kind,
-                exc,
-            )
-            await self._drop(tp.partition)
-            self._unheld.add(tp)
-            return
-        part.answered.update(fresh)
-        self.published += len(fresh)
+        async with self._lock:
+            if tp not in self._assigned or tp in self._unheld:
+                return  # revoked (the new owner reads these again) or rewound once retaken
+            part = self._owned[tp.partition]
+            fresh: dict[str, int] = {}
+            try:
+                async with part.producer.transaction():
+                    sends = [f for msg in records for f in await self._one(part, tp.partition, msg, fresh)]
+                    await asyncio.gather(*sends)
+                    await part.producer.send_offsets_to_transaction(
+                        {tp: records[-1].offset + 1}, self.cfg.group_id
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Aborted, fenced or never begun: nothing of this batch is visible. The partition
+                # is taken again (a new producer: init_transactions resolves any half-done state)
+                # and read again from its committed offset; a revoke in the meantime hands the
+                # batch to the new owner instead.
+                kind = "fenced" if isinstance(exc, ProducerFenced) else "failed"
+                log.warning(
+                    "responder: transaction on partition %d %s (%r); taking it again",
+                    tp.partition,
+                    kind,
+                    exc,
+                )
+                await self._drop(tp.partition)
+                self._unheld.add(tp)
+                return
+            part.answered.update(fresh)
+            self.published += len(fresh)
 
     async def _retake_unheld(self) -> None:
         """Takes again the assigned partitions we hold no producer for, each rewound to its
