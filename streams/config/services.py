@@ -23,9 +23,10 @@ from streams.llm.base import Provider
 from streams.stages.execution.tools import ToolLedger
 from streams.stages.verification.logic import Checks, checks_for
 from streams.telemetry.redaction import Redactor
+from streams.telemetry.span_batches import SpanMessage
 from streams.telemetry.tracing import SCOPE, QueueSpanExporter, build_tracer_provider
 
-SpanQueue = queue.SimpleQueue[tuple[bytes, bytes]]
+SpanQueue = queue.SimpleQueue[SpanMessage]
 
 
 class Services:
@@ -77,11 +78,15 @@ class Services:
         return queue.SimpleQueue()
 
     @cached_property
+    def span_exporter(self) -> QueueSpanExporter:
+        return QueueSpanExporter(self.span_queue)
+
+    @cached_property
     def tracer_provider(self) -> TracerProvider | None:
         s = self.settings
         if not s.tracing:
             return None
-        return build_tracer_provider(f"{s.app_id}-worker", QueueSpanExporter(self.span_queue))
+        return build_tracer_provider(f"{s.app_id}-worker", self.span_exporter)
 
     @cached_property
     def tracer(self) -> Tracer:

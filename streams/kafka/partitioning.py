@@ -7,4 +7,9 @@ from aiokafka.partitioner import murmur2
 
 def partition_for(session_id: str, partitions: int) -> int:
     """aiokafka's default partitioner (murmur2, like Java's): same key, same partition, any process."""
-    return int(murmur2(session_id.encode()) & 0x7FFFFFFF) % partitions
+    return partition_of_key(session_id.encode(), partitions)
+
+
+def partition_of_key(key: bytes, partitions: int) -> int:
+    """The partition a producer's default partitioner sends `key` to, over `partitions`."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions

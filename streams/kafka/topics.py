@@ -87,6 +87,19 @@ async def ensure_topics(settings: Settings) -> list[str]:
         await admin.close()
 
 
+async def partition_count(settings: Settings, topic: str) -> int:
+    """How many partitions `topic` has in the cluster; `RuntimeError` if it is not there."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"] != 0 or not described["partitions"]:
+        raise RuntimeError(f"topic {topic} is not in the cluster (error code {described['error_code']})")
+    return len(described["partitions"])
+
+
 def unserved(described: list[dict[str, Any]], specs: list[TopicSpec]) -> list[str]:
     """Topics of `specs` not yet in the metadata with every partition led by a broker."""
     by_name = {t["topic"]: t for t in described}

@@ -1,21 +1,23 @@
-"""Spans travel to `agentstream.traces.v1` in batches: one message per session per export.
+"""Spans travel to `agentstream.traces.v1` in batches: one message per partition per export.
 
 A request makes six or seven spans, which took 6.3 Kafka messages per request sent one each,
-and 2.6 in batches (bench/README.md, eighth session: fewer records for the broker and the sink;
-the worker's throughput did not measurably change). The exporter groups each
-export by session and writes one `SpanBatch` per session, keyed by the session as single spans
-were: a session's spans still share a partition, so one sink at a time writes a given span or
-decision row (`sinks/clickhouse.py: _unwritten`). Readers take both shapes (`unpack`), so a
-topic that still holds single spans, or a replay report's span, reads as before.
+2.6 in one batch per session per export (eighth session), and a few per export in one batch per
+partition (tenth session; bench/README.md). Every span still goes to the partition its session
+key hashes to, as keyed single spans did, so a session's spans share a partition and one sink at
+a time writes a given span or decision row (`sinks/clickhouse.py: _unwritten`). Until the worker
+knows the topic's partition count, batches are per session and keyed by it. Readers take every
+shape (`unpack`), so a topic that still holds single spans, or a replay report's span, reads as
+before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from streams.events.codecs import Codec, as_dict
 from streams.events.records import Span, SpanBatch
+from streams.kafka.partitioning import partition_of_key
 from streams.telemetry import attributes as attr
 
 MAX_BATCH_BYTES = 256 * 1024
@@ -36,17 +38,36 @@ def session_key(span: SpanRecord) -> bytes:
     return key.encode()
 
 
-def pack(spans: Iterable[SpanRecord], codec: Codec, max_bytes: int = MAX_BATCH_BYTES) -> list[tuple[bytes, bytes]]:
-    """(key, value) messages holding `spans`: one `SpanBatch` per session, split in halves
-    while a batch of several spans encodes larger than `max_bytes`."""
+class SpanMessage(NamedTuple):
+    """One traces message: a keyed per-session batch (`partition` None, the producer hashes the
+    key), or an unkeyed per-partition batch sent to `partition`."""
+
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+
+
+def pack(
+    spans: Iterable[SpanRecord], codec: Codec, max_bytes: int = MAX_BATCH_BYTES, partitions: int | None = None
+) -> list[SpanMessage]:
+    """Messages holding `spans`, in order within each session: with `partitions` (the topic's
+    count), one `SpanBatch` per partition that the spans' session keys hash to; without, one per
+    session keyed by it. A batch of several spans that encodes larger than `max_bytes` is split
+    in halves."""
     by_key: dict[bytes, list[dict[str, Any]]] = {}
     for span in spans:
         record = as_dict(span) if isinstance(span, Span) else span
         by_key.setdefault(session_key(record), []).append(record)
-    out: list[tuple[bytes, bytes]] = []
+    if not partitions:
+        return [SpanMessage(key, value) for key, group in by_key.items() for value in _encode(group, codec, max_bytes)]
+    by_partition: dict[int, list[dict[str, Any]]] = {}
     for key, group in by_key.items():
-        out.extend((key, value) for value in _encode(group, codec, max_bytes))
-    return out
+        by_partition.setdefault(partition_of_key(key, partitions), []).extend(group)
+    return [
+        SpanMessage(None, value, partition)
+        for partition, group in sorted(by_partition.items())
+        for value in _encode(group, codec, max_bytes)
+    ]
 
 
 def _encode(spans: list[dict[str, Any]], codec: Codec, max_bytes: int) -> list[bytes]:

@@ -155,18 +155,22 @@ class SpanRecords:
 
 
 class QueueSpanExporter(SpanExporter):
-    """Encodes finished spans, one `SpanBatch` per session (`span_batches.pack`), and queues
-    (key, value) pairs for the event loop to publish."""
+    """Encodes finished spans in `SpanBatch`es (`span_batches.pack`) and queues the messages for
+    the event loop to publish."""
 
-    def __init__(self, out: queue.SimpleQueue[tuple[bytes, bytes]]) -> None:
+    def __init__(self, out: queue.SimpleQueue[span_batches.SpanMessage]) -> None:
         self.out = out
+        self.partitions: int | None = None
+        """The traces topic's partition count, once the worker has read it (`SpanPump`): from
+        then on an export is one batch per partition instead of one per session."""
         # No per-record schema check: `SpanRecords` builds every field from typed SDK values
         # (strings, ints, string maps), so the check would only cost the exporter's time.
         self._codec = get_codec(validate=False)
         self._records = SpanRecords()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        for message in span_batches.pack([self._records(span) for span in spans], self._codec):
+        records = [self._records(span) for span in spans]
+        for message in span_batches.pack(records, self._codec, partitions=self.partitions):
             self.out.put(message)
         return SpanExportResult.SUCCESS
 

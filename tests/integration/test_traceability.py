@@ -19,8 +19,11 @@ from sinks.analytics import run_query
 from streams.config.pipeline import DEFAULT_CONFIG, load_config
 from streams.events.codecs import get_codec
 from streams.events.records import Executed, Response
+from streams.kafka.partitioning import partition_of_key
 from streams.kafka.processes import WorkerProcess
 from streams.replay.shadow import replay
+from streams.telemetry import attributes as attr
+from streams.telemetry import span_batches
 from tests.harness import Pipeline
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -132,6 +135,22 @@ async def test_every_request_has_its_complete_decision_path(run: Run) -> None:
         assert prompt > 0 and response > 0 and tin > 0 and tout > 0 and latency > 0, rid
     total = await q(run, "SELECT count() FROM agentstream.llm_calls FINAL")
     assert total[0][0] == sum(e.llm_calls for e in run.executed.values())
+
+
+async def test_the_worker_sends_spans_in_one_batch_per_partition_where_each_session_hashes(run: Run) -> None:
+    """The exporter learnt the topic's partition count: unkeyed batches, each in the partition
+    its sessions' keys hash to, so a session's spans keep one partition (and one sink)."""
+    messages = await run.pipeline.read_topic("traces")
+    spans_by_message = [span_batches.unpack(m.value, get_codec()) for m in messages]
+    requests = {s.attributes.get(attr.AGENTSTREAM_REQUEST_ID) for spans in spans_by_message for s in spans}
+    assert set(run.responses) <= requests, "every request's spans are on the topic"
+    partitions = run.pipeline.settings.partitions
+    batched = [(m, spans) for m, spans in zip(messages, spans_by_message, strict=True) if m.key is None]
+    assert len(batched) >= len(messages) - 2, "after the first export, every message is a partition batch"
+    for m, spans in batched:
+        for span in spans:
+            key = (span.attributes.get(attr.AGENTSTREAM_SESSION_ID) or span.trace_id).encode()
+            assert partition_of_key(key, partitions) == m.partition, (span.name, key)
 
 
 async def test_personal_data_reaches_clickhouse_redacted(run: Run) -> None:

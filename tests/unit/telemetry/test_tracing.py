@@ -23,17 +23,17 @@ class _Ids:
     request_id, session_id, user_id, tenant_id = "r1", "s1", "u1", "t1"
 
 
-def _tracer() -> tuple[queue.SimpleQueue[tuple[bytes, bytes]], TracerProvider]:
-    out: queue.SimpleQueue[tuple[bytes, bytes]] = queue.SimpleQueue()
+def _tracer() -> tuple[queue.SimpleQueue[span_batches.SpanMessage], TracerProvider]:
+    out: queue.SimpleQueue[span_batches.SpanMessage] = queue.SimpleQueue()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(QueueSpanExporter(out)))
     return out, provider
 
 
-def _drain(out: queue.SimpleQueue[tuple[bytes, bytes]]) -> list[tuple[bytes, Span]]:
+def _drain(out: queue.SimpleQueue[span_batches.SpanMessage]) -> list[tuple[bytes, Span]]:
     items = []
     while not out.empty():
-        key, value = out.get_nowait()
+        key, value, _ = out.get_nowait()
         items.extend((key, span) for span in span_batches.unpack(value, get_codec()))
     return items
 
@@ -114,7 +114,7 @@ def test_the_exporters_dict_path_encodes_byte_for_byte_what_to_record_defines() 
         assert codec.encode_dict("span_batch", {"spans": [records(span)]}) == codec.encode(
             SpanBatch(spans=[to_record(span)])
         )
-    [(_, value)] = span_batches.pack([records(kept[0])], codec)
+    [(_, value, _)] = span_batches.pack([records(kept[0])], codec)
     assert span_batches.unpack(value, get_codec()) == [to_record(kept[0])]
     # A span whose attributes are not the SDK's bounded dict reads through the public view.
     assert SpanRecords()(_Plain(kept[0]))["attributes"] == records(kept[0])["attributes"]
