@@ -49,3 +49,31 @@ def test_structured_redaction_sees_through_json_escapes() -> None:
     assert decoded[0]["role"] == "user" and "[REDACTED:CARD]" in decoded[0]["content"]
     assert r.redact_structured(out) == out, "idempotent"
     assert r.redact_structured("plain 4111 1111 1111 1111") == "plain [REDACTED:CARD]"
+
+
+def test_a_prompt_redacted_message_by_message_is_the_prompt_redacted_whole() -> None:
+    """The runner encodes and redacts each message on its own (the cache then serves the
+    conversation so far); what it writes must equal the whole prompt's encoding and redaction."""
+    from streams.stages.execution.runner import json_array
+
+    messages = [
+        {"role": "system", "content": "You are a support agent. Ünïcode, \"quotes\", tabs\tand\nlines."},
+        {"role": "user", "content": "I'm jane.doe@example.com, card 4111 1111 1111 1111, call +44 20 7946 0958"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_81623", "type": "function",
+             "function": {"name": "lookup_order", "arguments": json.dumps({"order": "1234", "ssn": "123-45-6789"})}}
+        ]},
+        {"role": "tool", "tool_call_id": "call_81623", "content": "{\"status\": \"shipped\", \"eta\": [1, 2.5, true]}"},
+        {"role": "user", "content": "ok 😀 " + "x" * 5000},  # past the cached length
+        {"role": "user", "content": ""},
+        "a bare string item:\n4111 1111 1111 1111",
+    ]
+    for n in range(len(messages) + 1):
+        whole = json.dumps(messages[:n], ensure_ascii=False)
+        encoded = [json.dumps(m, ensure_ascii=False) for m in messages[:n]]
+        assert json_array(encoded) == whole, "the same prompt, so the same digest"
+        r = Redactor()
+        once = json_array([r.redact_structured(e) for e in encoded])
+        assert once == Redactor().redact_structured(whole)
+        assert json_array([r.redact_structured(e) for e in encoded]) == once, "the same from the cache"
+    assert "4111" not in once and "jane.doe" not in once and "123-45-6789" not in once
