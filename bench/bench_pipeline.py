@@ -26,6 +26,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -179,11 +180,24 @@ async def raw_hops(bootstrap: str, partitions: int, n: int, sessions: int) -> fl
 # -- the pipeline ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class BenchWorker:
+    """A running worker: `drive`'s first four arguments for it, and its process id."""
+
+    args: tuple[str, str, str, str]
+    pid: int
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the worker process (all its threads) has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.asynccontextmanager
 async def pipeline_worker(
     bootstrap: str, tracing: bool, tmp: Path, label: str = ""
-) -> AsyncIterator[tuple[str, ...]]:
-    """A started, warmed-up worker in its own namespace; yields `drive`'s first four arguments."""
+) -> AsyncIterator[BenchWorker]:
+    """A started, warmed-up worker in its own namespace."""
     settings = Settings(
         kafka_bootstrap_servers=bootstrap,
         namespace=f"-bp{uuid.uuid4().hex[:8]}",
@@ -200,24 +214,36 @@ async def pipeline_worker(
         await worker.wait_ready()
         args = (bootstrap, settings.topic(REQUESTS), settings.topic(RESPONSES), "read_committed")
         await drive(*args, 50, 50)
-        yield args
+        yield BenchWorker(args, worker.proc.pid)
     finally:
         worker.stop()
 
 
-async def tracing_on_and_off(bootstrap: str, n: int, sessions: int, tmp: Path, rounds: int = 3) -> tuple[float, float]:
+async def tracing_on_and_off(
+    bootstrap: str, n: int, sessions: int, tmp: Path, rounds: int = 3
+) -> tuple[float, float, float, float]:
     """Requests/s with tracing on and off, from two workers started side by side and driven in
     alternating rounds (on, off, then off, on, ...) of n / rounds requests each: the machine's
-    load drifts over minutes, and two runs one after the other measured it as much as tracing."""
+    load drifts over minutes, and two runs one after the other measured it as much as tracing.
+    Also each worker's CPU ms per request over its rounds (its process's user + system time):
+    on a shared machine the CPU a request costs moves less with the neighbours than the rate
+    does. Returns (on req/s, off req/s, on CPU ms/request, off CPU ms/request)."""
     chunk = max(n // rounds, 1)
     spent = {True: 0.0, False: 0.0}
+    cpu = {True: 0.0, False: 0.0}
     async with pipeline_worker(bootstrap, True, tmp) as on, pipeline_worker(bootstrap, False, tmp) as off:
         for r in range(rounds):
             for tracing in (True, False) if r % 2 == 0 else (False, True):
-                rate = await drive(*(on if tracing else off), chunk, sessions)
-                emit(metric="tracing_round_req_per_s", round=r, tracing=tracing, value=round(rate, 1))
+                worker = on if tracing else off
+                cpu_before = worker.cpu_s()
+                rate = await drive(*worker.args, chunk, sessions)
+                await asyncio.sleep(0.3)  # the last answers' spans are exported within 200 ms
+                cpu_ms = (worker.cpu_s() - cpu_before) * 1000 / chunk
+                emit(metric="tracing_round_req_per_s", round=r, tracing=tracing, value=round(rate, 1),
+                     cpu_ms_per_request=round(cpu_ms, 2))
                 spent[tracing] += chunk / rate
-    return chunk * rounds / spent[True], chunk * rounds / spent[False]
+                cpu[tracing] += cpu_ms / rounds
+    return chunk * rounds / spent[True], chunk * rounds / spent[False], cpu[True], cpu[False]
 
 
 async def session_age(bootstrap: str, tmp: Path, sessions: int = 100, chunk: int = 500, rounds: int = 4) -> tuple[float, float]:
@@ -227,7 +253,8 @@ async def session_age(bootstrap: str, tmp: Path, sessions: int = 100, chunk: int
     differs. Every step of a task writes its session value whole, so what a session keeps of
     its past is paid again at every step."""
     spent = {"aged": 0.0, "new": 0.0}
-    async with pipeline_worker(bootstrap, True, tmp, label="session-age") as args:
+    async with pipeline_worker(bootstrap, True, tmp, label="session-age") as worker:
+        args = worker.args
         await drive(*args, sessions * 21, sessions, "aged-")
         for r in range(rounds):
             for kind in ("aged", "new") if r % 2 == 0 else ("new", "aged"):
@@ -257,12 +284,16 @@ async def main(n: int, sessions: int, scale: bool) -> None:
 
     faust = await faust_hops(bootstrap, partitions, n, sessions, table=False)
     emit(metric="faust_three_hops_records_per_s", value=round(faust, 1), over_raw_hops=round(faust / hops, 3), **meta)
-    on, off = await tracing_on_and_off(bootstrap, n, sessions, tmp)
+    on, off, cpu_on, cpu_off = await tracing_on_and_off(bootstrap, n, sessions, tmp)
     emit(metric="pipeline_req_per_s_tracing_on", value=round(on, 1), **meta)
     emit(metric="pipeline_req_per_s_tracing_off", value=round(off, 1), **meta)
     emit(metric="pipeline_over_raw_hops", value=round(on / hops, 4), target=0.25)
     emit(metric="pipeline_over_faust_hops", value=round(on / faust, 4))
     emit(metric="tracing_on_over_off", value=round(on / off, 3), target=0.90)
+    emit(metric="worker_cpu_ms_per_request_tracing_on", value=round(cpu_on, 2))
+    emit(metric="worker_cpu_ms_per_request_tracing_off", value=round(cpu_off, 2))
+    emit(metric="tracing_cpu_off_over_on", value=round(cpu_off / cpu_on, 3),
+         meaning="the on/off throughput a CPU-bound worker would show")
     await session_age_figures(bootstrap, tmp)
     if scale:
         from bench import bench_scale  # fan-out, latency, 1 vs 2 workers, restart and memory

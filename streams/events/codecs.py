@@ -22,7 +22,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import fastavro
 from fastavro.schema import fingerprint as _fingerprint_hex
@@ -376,6 +376,11 @@ class Codec:
 def as_dict(event: Any) -> dict[str, Any]:
     """An event dataclass as the plain dict its schema encodes (nested records as dicts)."""
     return _to_dict_fn(type(event))(event)  # type: ignore[arg-type]  # typeshed: a class is Hashable
+
+
+def from_dict(cls: type[T], record: dict[str, Any]) -> T:
+    """The event dataclass `cls` of a plain dict of its schema's record (`as_dict`'s inverse)."""
+    return cast(T, _from_dict_fn(cls)(record))  # type: ignore[arg-type]  # typeshed: a class is Hashable
 
 
 @functools.cache

@@ -76,13 +76,14 @@ def test_attribute_values_are_stringified_as_the_collector_table_keeps_them() ->
     assert record.attributes["tags"] == '["a", "b"]'
 
 
-def test_the_exporters_dict_path_encodes_byte_for_byte_what_to_record_defines() -> None:
-    """`SpanRecords` is the exporter's fast path; `to_record` the readable definition."""
+def test_the_exporters_record_holds_every_field_of_the_sdk_span() -> None:
+    """`SpanRecords` is the one mapping from the SDK's span to our Avro record: ids as hex,
+    kinds and statuses by name, every attribute value stringified, events and links whole."""
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
     from opentelemetry.trace import Link, SpanKind
 
-    from streams.events.records import SpanBatch
+    from streams.events.records import SpanEvent, SpanLink
     from streams.telemetry.tracing import SpanRecords, to_record
 
     kept: list = []
@@ -107,17 +108,35 @@ def test_the_exporters_dict_path_encodes_byte_for_byte_what_to_record_defines() 
         ) as child:
             child.add_event("retry", {"attempt": 1, "ok": False})
             mark_error(child, "timeout", "took too long")
+    child_sdk, root_sdk = kept
     records = SpanRecords()
-    codec = get_codec(validate=False)
-    assert len(kept) == 2
-    for span in kept:
-        assert codec.encode_dict("span_batch", {"spans": [records(span)]}) == codec.encode(
-            SpanBatch(spans=[to_record(span)])
-        )
-    [(_, value, _)] = span_batches.pack([records(kept[0])], codec)
-    assert span_batches.unpack(value, get_codec()) == [to_record(kept[0])]
+    codec = get_codec()  # validating: the record must be a valid Avro `Span`
+    [(_, value, _)] = span_batches.pack([records(child_sdk), records(root_sdk)], codec, partitions=1)
+    child_rec, root_rec = span_batches.unpack(value, codec)
+    trace_hex = f"{root_sdk.context.trace_id:032x}"
+    root_hex = f"{root_sdk.context.span_id:016x}"
+    assert (root_rec.trace_id, root_rec.span_id, root_rec.parent_span_id) == (trace_hex, root_hex, "")
+    assert (child_rec.trace_id, child_rec.parent_span_id) == (trace_hex, root_hex)
+    assert child_rec.span_id == f"{child_sdk.context.span_id:016x}" and len(child_rec.span_id) == 16
+    assert (root_rec.kind, child_rec.kind) == ("Server", "Internal")
+    assert (root_rec.name, child_rec.name) == ("root", "child")
+    assert child_rec.service_name == "svc" and child_rec.resource_attributes["deployment"] == "x"
+    assert (child_rec.scope_name, child_rec.scope_version) == ("scope", "1.2")
+    assert child_rec.start_time_unix_nano == child_sdk.start_time < child_rec.end_time_unix_nano == child_sdk.end_time
+    assert child_rec.attributes == {
+        attr.AGENTSTREAM_SESSION_ID: "s1", "flag": "true", "n": "3", "x": "0.5",
+        "list": '["a", "é"]', "ints": "[1, 2]", "text": "ünï " * 50, attr.ERROR_TYPE: "timeout",
+    }
+    assert (child_rec.status_code, child_rec.status_message) == ("Error", "took too long")
+    assert (root_rec.status_code, root_rec.status_message) == ("Unset", "")
+    [event] = child_sdk.events
+    assert child_rec.events == [
+        SpanEvent(time_unix_nano=event.timestamp, name="retry", attributes={"attempt": "1", "ok": "false"})
+    ]
+    assert child_rec.links == [SpanLink(trace_id=trace_hex, span_id=root_hex, attributes={"why": "retry", "n": "2"})]
+    assert to_record(child_sdk) == child_rec, "the typed view is the same record"
     # A span whose attributes are not the SDK's bounded dict reads through the public view.
-    assert SpanRecords()(_Plain(kept[0]))["attributes"] == records(kept[0])["attributes"]
+    assert SpanRecords()(_Plain(child_sdk))["attributes"] == records(child_sdk)["attributes"]
 
 
 class _Plain:
