@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     local_state: bool = True
     # The worker's event loop: uvloop (libuv) unless "asyncio".
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    # After the warm-up, freeze what the worker built out of the garbage collector's way and
+    # collect the young generation less often (`streams.kafka.heap`); false keeps Python's defaults.
+    gc_freeze: bool = True
     # How long a request id is remembered as seen / answered (duplicates older than this are new).
     dedup_window_s: float = 24 * 3600.0
     # Demo tools keep their ledger (the "external system") here so a crash cannot hide a double charge.

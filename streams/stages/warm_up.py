@@ -46,6 +46,9 @@ async def warm_up() -> None:
         log.warning("warm-up failed: %r", exc)
         return
     built = time.perf_counter()
+    if not app.agentstream_settings.gc_freeze:
+        log.info("warmed up in %.0f ms", (built - started) * 1000)
+        return
     frozen = heap.settle()
     log.info(
         "warmed up in %.0f ms; %d objects frozen in %.0f ms",
