@@ -189,11 +189,6 @@ class Redactor:
         # Every LLM call's prompt repeats the system prompt and the conversation so far: each
         # message is redacted once, later calls find it here. Long texts are not kept.
         self._redact_short = functools.lru_cache(maxsize=cached_texts)(self._redact) if cached_texts else self._redact
-        # The same for JSON documents: a prompt is redacted message by message (the runner), so a
-        # message seen in an earlier call skips its parse, walk and re-encoding too.
-        self._structured_short = (
-            functools.lru_cache(maxsize=cached_texts)(self._redact_structured) if cached_texts else self._redact_structured
-        )
 
     @property
     def labels(self) -> list[str]:
@@ -296,14 +291,11 @@ class Redactor:
         that is not JSON is redacted as text."""
         if not self.enabled or not text:
             return text
-        return self._redact_structured(text) if len(text) > _CACHED_CHARS else self._structured_short(text)
-
-    def _redact_structured(self, text: str) -> str:
         try:
             doc = json.loads(text)
         except ValueError:
             return self.redact(text)
-        if not isinstance(doc, dict | list | str):
+        if not isinstance(doc, dict | list | str):  # a JSON string is decoded: `\n4111…` hides a card
             return self.redact(text)
         return json.dumps(self._walk(doc), ensure_ascii=False)
 

@@ -322,8 +322,7 @@ class TaskRunner:
         ex = cfg.execution
         model = routed["model"]
         step = llm_step(index, model)
-        encoded = [json.dumps(m, ensure_ascii=False) for m in messages]
-        prompt = json_array(encoded)
+        prompt = json.dumps(messages, ensure_ascii=False)
         # The prompt itself goes to the LLM span (and ClickHouse); the task state keeps only its
         # digest, so session values (and their changelog) stay small and a replay can tell
         # whether it sent the same prompt.
@@ -342,8 +341,7 @@ class TaskRunner:
             **ids_attributes(routed),
         }
         if self.capture_content:
-            # Message by message: the conversation so far was redacted in earlier calls (cached).
-            attributes[attr.GEN_AI_INPUT_MESSAGES] = json_array([self.redact(m) for m in encoded])
+            attributes[attr.GEN_AI_INPUT_MESSAGES] = self.redact(prompt)
         with self.tracer.start_as_current_span(
             f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes
         ) as span:
@@ -543,11 +541,6 @@ def ids_attributes(routed: dict[str, Any]) -> dict[str, Any]:
         attr.AGENTSTREAM_ROLLOUT_ARM: routed["rollout_arm"],
         attr.AGENTSTREAM_CONFIG_VERSION: routed["config_version"],
     }
-
-
-def json_array(encoded: list[str]) -> str:
-    """The JSON array of already encoded items, as `json.dumps` writes a list of them."""
-    return "[" + ", ".join(encoded) + "]"
 
 
 def output_messages(resp: ChatResponse) -> str:

@@ -51,29 +51,10 @@ def test_structured_redaction_sees_through_json_escapes() -> None:
     assert r.redact_structured("plain 4111 1111 1111 1111") == "plain [REDACTED:CARD]"
 
 
-def test_a_prompt_redacted_message_by_message_is_the_prompt_redacted_whole() -> None:
-    """The runner encodes and redacts each message on its own (the cache then serves the
-    conversation so far); what it writes must equal the whole prompt's encoding and redaction."""
-    from streams.stages.execution.runner import json_array
-
-    messages = [
-        {"role": "system", "content": "You are a support agent. Ünïcode, \"quotes\", tabs\tand\nlines."},
-        {"role": "user", "content": "I'm jane.doe@example.com, card 4111 1111 1111 1111, call +44 20 7946 0958"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_81623", "type": "function",
-             "function": {"name": "lookup_order", "arguments": json.dumps({"order": "1234", "ssn": "123-45-6789"})}}
-        ]},
-        {"role": "tool", "tool_call_id": "call_81623", "content": "{\"status\": \"shipped\", \"eta\": [1, 2.5, true]}"},
-        {"role": "user", "content": "ok 😀 " + "x" * 5000},  # past the cached length
-        {"role": "user", "content": ""},
-        "a bare string item:\n4111 1111 1111 1111",
-    ]
-    for n in range(len(messages) + 1):
-        whole = json.dumps(messages[:n], ensure_ascii=False)
-        encoded = [json.dumps(m, ensure_ascii=False) for m in messages[:n]]
-        assert json_array(encoded) == whole, "the same prompt, so the same digest"
-        r = Redactor()
-        once = json_array([r.redact_structured(e) for e in encoded])
-        assert once == Redactor().redact_structured(whole)
-        assert json_array([r.redact_structured(e) for e in encoded]) == once, "the same from the cache"
-    assert "4111" not in once and "jane.doe" not in once and "123-45-6789" not in once
+def test_a_json_string_is_redacted_decoded() -> None:
+    """A bare JSON string (a tool's result, an attribute) hides a number behind its escapes too."""
+    r = Redactor()
+    text = json.dumps("card on file:\n4111 1111 1111 1111")
+    assert "\\n4111" in text and r.redact(text) == text, "as text, the escape hides the card"
+    out = r.redact_structured(text)
+    assert json.loads(out) == "card on file:\n[REDACTED:CARD]"
