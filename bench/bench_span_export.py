@@ -36,6 +36,7 @@ from streams.telemetry import span_batches
 from streams.telemetry.tracing import _KINDS, _STATUS, SpanRecords, _attrs
 
 EXPORT_BATCH = 40
+PARTITIONS = 4  # both ways pack per partition, as the worker does once it knows the count
 
 
 def to_record(span: ReadableSpan) -> Span:
@@ -135,8 +136,8 @@ def main(n_spans: int) -> None:
     ready = [as_dict(to_record(s)) for s in spans]
     index = {id(s): i for i, s in enumerate(spans)}
     figures = per_span_us(spans, {
-        "typed": lambda b: span_batches.pack([to_record(s) for s in b], codec),
-        "dicts": lambda b: span_batches.pack([records(s) for s in b], codec),
+        "typed": lambda b: span_batches.pack([to_record(s) for s in b], codec, partitions=PARTITIONS),
+        "dicts": lambda b: span_batches.pack([records(s) for s in b], codec, partitions=PARTITIONS),
         "encode_only": lambda b: codec.encode_dict(SpanBatch.SCHEMA, {"spans": [ready[index[id(s)]] for s in b]}),
     })
     for way, us in figures.items():

@@ -347,7 +347,8 @@ class ClickHouseSink:
         only recognises a batch cut exactly as before, while a replay after a crash or a revoke
         cuts differently. Filtering before the insert also keeps the materialized views (which
         fire on every insert, before any merge) from counting a row twice. One sink writes a
-        given key at a time: spans are keyed by session, so a key stays on one partition.
+        given key at a time: a span goes to the partition its session hashes to (as a keyed
+        message, or in that partition's batch), so a key stays on one partition.
         """
         key_col, ts_col, ticks_per_s = _ROW_KEYS[table]
         columns = TABLES[table]

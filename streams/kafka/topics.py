@@ -90,8 +90,8 @@ async def ensure_topics(settings: Settings) -> list[str]:
 async def partition_count(settings: Settings, topic: str) -> int:
     """How many partitions `topic` has in the cluster; `RuntimeError` if it is not there."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
     try:
+        await admin.start()
         [described] = await admin.describe_topics([topic])
     finally:
         await admin.close()

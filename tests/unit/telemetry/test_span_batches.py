@@ -93,41 +93,36 @@ def test_anything_else_is_a_decode_error_with_the_reason() -> None:
         span_batches.unpack(truncated, get_codec())
 
 
-def test_the_exporter_queues_one_batch_per_session_of_an_export() -> None:
+def _exported(spans: int, sessions: int, partitions: int | None) -> list[span_batches.SpanMessage]:
+    """What the exporter queues for `spans` spans over `sessions` sessions, in one export."""
     out: queue.SimpleQueue[span_batches.SpanMessage] = queue.SimpleQueue()
+    exporter = QueueSpanExporter(out)
+    exporter.partitions = partitions
     provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(QueueSpanExporter(out), schedule_delay_millis=60_000))
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
     tracer = provider.get_tracer("test")
-    for i in range(10):
-        with tracer.start_as_current_span(f"op {i}", attributes={attr.AGENTSTREAM_SESSION_ID: f"s{i % 2}"}):
+    for i in range(spans):
+        with tracer.start_as_current_span(f"op {i}", attributes={attr.AGENTSTREAM_SESSION_ID: f"s{i % sessions}"}):
             pass
     provider.force_flush()
+    provider.shutdown()
     messages = []
     while not out.empty():
         messages.append(out.get_nowait())
+    return messages
+
+
+def test_the_exporter_queues_one_batch_per_session_of_an_export() -> None:
+    messages = _exported(10, 2, partitions=None)
     assert sorted(key for key, _, _ in messages) == [b"s0", b"s1"]
     names = {key: [s.name for s in span_batches.unpack(v, get_codec())] for key, v, _ in messages}
     assert names[b"s0"] == [f"op {i}" for i in range(0, 10, 2)]
     assert names[b"s1"] == [f"op {i}" for i in range(1, 10, 2)]
-    provider.shutdown()
 
 
 def test_the_exporter_batches_per_partition_once_it_knows_the_count() -> None:
-    out: queue.SimpleQueue[span_batches.SpanMessage] = queue.SimpleQueue()
-    exporter = QueueSpanExporter(out)
-    exporter.partitions = 3
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
-    tracer = provider.get_tracer("test")
-    for i in range(30):
-        with tracer.start_as_current_span(f"op {i}", attributes={attr.AGENTSTREAM_SESSION_ID: f"s{i % 10}"}):
-            pass
-    provider.force_flush()
-    messages = []
-    while not out.empty():
-        messages.append(out.get_nowait())
+    messages = _exported(30, 10, partitions=3)
     expected = {partition_of_key(f"s{i}".encode(), 3) for i in range(10)}
     assert sorted(p for _, _, p in messages) == sorted(expected) and all(k is None for k, _, _ in messages)
     names = sorted(s.name for _, v, _ in messages for s in span_batches.unpack(v, get_codec()))
     assert names == sorted(f"op {i}" for i in range(30))
-    provider.shutdown()
